@@ -1,0 +1,66 @@
+// cpu_handler.cc: the XLA FFI handler for the CPU platform (the sequential algorithm of SPEC.md section 3,
+// one batch after another) and the nanobind module `_cpu` that hands its capsule and the size formulas
+// to Python.
+#include <algorithm>
+#include <cstdint>
+
+#include <nanobind/nanobind.h>
+
+#include "ffi_common.h"
+#include "schedule_core.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace nb = nanobind;
+namespace ffi = xla::ffi;
+using namespace mla_meta;
+
+static ffi::Error MetaCpuImpl(ffi::Buffer<ffi::S32> seqlens, ffi::Buffer<ffi::S32> num_valid, ffi::RemainingArgs aliased,
+                              ffi::Result<ffi::Buffer<ffi::S32>> meta,
+                              ffi::Result<ffi::Buffer<ffi::S32>> splits,
+                              ffi::Result<ffi::AnyBuffer> workspace, int32_t num_sm_parts,
+                              int32_t block_size_n, int32_t fixed_overhead_num_blocks, int32_t topk,
+                              int32_t kernel) {
+  const Config c{num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk};
+  Shapes s;
+  if (auto e = check_call(seqlens, num_valid, aliased.size(), meta, splits, workspace, c, kernel, &s); e.failure())
+    return e;
+  const int32_t* lens = seqlens.typed_data();
+  const int32_t* nv = num_valid.typed_data();
+  for (int64_t g = 0; g < s.G; ++g) {
+    const int64_t n = std::clamp<int64_t>(nv[g], 0, s.B);   // documented: num_valid is clamped to [0, B]
+    schedule_sequential(lens + g * s.B, n, s.B, c, meta->typed_data() + g * s.P * 8,
+                        splits->typed_data() + g * (s.B + 1));
+  }
+  return ffi::Error::Success();
+}
+
+XLA_FFI_DEFINE_HANDLER(MetaCpu, MetaCpuImpl,
+                       ffi::Ffi::Bind()
+                           .Arg<ffi::Buffer<ffi::S32>>()
+                           .Arg<ffi::Buffer<ffi::S32>>()
+                           .RemainingArgs()
+                           .Ret<ffi::Buffer<ffi::S32>>()
+                           .Ret<ffi::Buffer<ffi::S32>>()
+                           .Ret<ffi::AnyBuffer>()
+                           .Attr<int32_t>("num_sm_parts")
+                           .Attr<int32_t>("block_size_n")
+                           .Attr<int32_t>("fixed_overhead_num_blocks")
+                           .Attr<int32_t>("topk")
+                           .Attr<int32_t>("kernel"));
+
+NB_MODULE(_cpu, m) {
+  m.doc() = "jax_mla_meta CPU FFI handler and buffer-size formulas";
+  m.def("registrations", [] {
+    nb::dict d;
+    d["jax_mla_meta_cpu_v1"] = nb::capsule(reinterpret_cast<void*>(MetaCpu));
+    return d;
+  });
+  m.def("smem_bytes", &smem_bytes, nb::arg("B"), nb::arg("num_sm_parts"),
+        "Dynamic shared memory (bytes) the smem kernel needs for one batch of B rows.");
+  m.def("workspace_bytes", &workspace_bytes, nb::arg("B"), nb::arg("num_sm_parts"),
+        "Scratch bytes per batch that the custom call returns as a hidden extra output.");
+  m.attr("ffi_api_version") = nb::make_tuple(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR);
+  m.attr("max_parts") = kMaxParts;
+  m.attr("max_overhead") = kMaxOverhead;
+  m.attr("max_rows") = kMaxRows;
+}

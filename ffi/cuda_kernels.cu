@@ -1,0 +1,659 @@
+// cuda_kernels.cu: the two CUDA implementations of the scheduler and the XLA FFI handler that picks one.
+//
+// Both compute the schedule of SPEC.md section 3 in parallel, through its "tape" form:
+//   cost_i = num_blocks(len_i) + F, S_i = sum_{k<i} cost_k, Q = ceil(S_n / P), lo_q = F + (q + 1) Q.
+//   Part q ends at E_q = lo_q + D_q, where D grows only when a part ends inside the first F units of a row
+//   (its "window"): the next part then restarts at that row, D += S_j + F - E_q (at most F).
+// Every output follows from the part ends E_q, the row r_q holding each end, and S.
+//
+//  * "smem" kernel (mla_smem_kernel): one CTA of 1024 threads per batch; the tape lives in dynamic shared
+//    memory (smem_bytes(B, P) in schedule_core.h: ~4.25 bytes per row + 36 per part).
+//  * "low_smem" kernels (tile_scan_kernel -> part_search_kernel -> splits_kernel): a grid over tiles of 2048
+//    rows, the tape in the workspace output, only a fixed 16 KiB of static shared memory per block.
+//    The last block of each grid to finish (a completion counter) runs the sequential glue.
+// Neither kernel traps or reads outside its buffers, whatever the lengths are.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "ffi_common.h"
+#include "schedule_core.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace mla_meta {
+namespace {
+
+constexpr int64_t kInf = INT64_MAX / 4;
+
+__host__ __device__ __forceinline__ int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
+__host__ __device__ __forceinline__ int64_t imax64(int64_t a, int64_t b) { return a > b ? a : b; }
+constexpr unsigned kFull = 0xffffffffu;
+
+// One record per part, written by the row search and then by the walker (32 bytes, see kPartRecordBytes).
+struct PartRecord {
+  int64_t E;      // before the walker: S at row_lo; after: the tape position where the part ends
+  int64_t Sr;     // before the walker: S at row_lo + 1; after: S at row r
+  int32_t r;      // row holding E (n when E >= total)
+  int32_t row_lo; // row holding lo_q (n when lo_q >= total)
+  int32_t cut;    // 1 when the part ends strictly inside the blocks of row r
+  int32_t run;    // pieces of row r ended by this part and the cuts just before it (valid when cut)
+};
+static_assert(sizeof(PartRecord) == kPartRecordBytes, "PartRecord size must match schedule_core.h");
+
+struct Args {
+  const int32_t* seqlens;
+  const int32_t* num_valid;
+  int32_t* meta;
+  int32_t* splits;
+  uint8_t* ws;
+  int64_t B;
+  int64_t ws_stride;
+  WorkspaceLayout lay;
+  Config c;
+  int32_t batch0;   // first batch of this launch (grid.y is capped at 65535)
+};
+
+__device__ __forceinline__ int64_t clamp_valid(const Args& a, int64_t g) {
+  const int64_t v = a.num_valid[g];
+  return v < 0 ? 0 : (v > a.B ? a.B : v);
+}
+
+__device__ __forceinline__ int64_t row_cost(const int32_t* lens, int64_t i, int64_t n, const Config& c) {
+  if (i >= n) return 0;
+  return num_blocks(c.topk >= 0 ? c.topk : __ldg(lens + i), c.block_size_n) + c.overhead;
+}
+
+// ---- warp / block scans ----
+template <typename T>
+__device__ __forceinline__ T warp_inclusive_sum(T v) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    T o = __shfl_up_sync(kFull, v, d);
+    if (lane >= d) v += o;
+  }
+  return v;
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_inclusive_max(T v) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    T o = __shfl_up_sync(kFull, v, d);
+    if (lane >= d) v = o > v ? o : v;
+  }
+  return v;
+}
+
+// Inclusive block scan (sum or max) of one value per thread; `buf` holds 33 T in shared memory.
+// Returns the inclusive value; *total gets the block's total. Contains __syncthreads.
+template <bool kMax, typename T>
+__device__ T block_inclusive(T v, T* buf, T* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  T w = kMax ? warp_inclusive_max(v) : warp_inclusive_sum(v);
+  if (lane == 31) buf[warp] = w;
+  __syncthreads();
+  if (warp == 0) {
+    T x = lane < nwarps ? buf[lane] : T(0);
+    T s = kMax ? warp_inclusive_max(x) : warp_inclusive_sum(x);
+    buf[lane] = s;   // inclusive over warps
+  }
+  __syncthreads();
+  T before = warp > 0 ? buf[warp - 1] : T(0);
+  T res = kMax ? (before > w ? before : w) : before + w;
+  *total = buf[nwarps - 1];
+  __syncthreads();
+  return res;
+}
+
+// ---- tape accessors: S(i) for 0 <= i <= n ----
+struct SmemTape {   // groups of 32 rows: 32-bit offset in the group + int64 group base
+  const uint32_t* rel;
+  const int64_t* base;
+  __device__ __forceinline__ int64_t operator()(int64_t i) const { return base[i >> kGroupLog] + rel[i]; }
+};
+struct GlobalTape { // tiles of 2048 rows: int64 offset in the tile + int64 tile base
+  const int64_t* local;
+  const int64_t* tile_off;
+  __device__ __forceinline__ int64_t operator()(int64_t i) const {
+    return __ldcg(tile_off + (i >> kTileLog)) + __ldcg(local + i);
+  }
+};
+
+// Largest r in [lo, hi) with S(r) <= x (requires S(lo) <= x).
+template <typename Tape>
+__device__ int64_t upper_row(const Tape& S, int64_t lo, int64_t hi, int64_t x) {
+  while (hi - lo > 1) {
+    const int64_t mid = (lo + hi) >> 1;
+    if (S(mid) <= x) lo = mid; else hi = mid;
+  }
+  return lo;
+}
+
+// Fill row_lo and its band (S(row_lo), S(row_lo + 1)) for part q.
+template <typename Tape>
+__device__ void set_row_lo(PartRecord* rec, int q, int64_t r, const Tape& S, int64_t n, int64_t total) {
+  if (r >= n) {
+    rec[q].row_lo = static_cast<int32_t>(n);
+    rec[q].E = total;
+    rec[q].Sr = kInf;
+  } else {
+    rec[q].row_lo = static_cast<int32_t>(r);
+    rec[q].E = S(r);
+    rec[q].Sr = S(r + 1);
+  }
+}
+
+// The walker: one warp finds every part end E_q. Lanes hold 32 consecutive parts; D (the accumulated
+// restart shift) is common to all parts after the last restart, so one ballot finds the next restart.
+template <typename Tape>
+__device__ void walk_parts(PartRecord* rec, const Tape& S, int P, int64_t n, int64_t Q, int64_t F) {
+  const int lane = threadIdx.x & 31;
+  int64_t D = 0;
+  for (int base = 0; base < P; base += 32) {
+    const int q = base + lane;
+    const bool act = q < P;
+    int64_t pos = 0, sr = 0, sr1 = kInf, sr2 = kInf;
+    int64_t r = n;
+    if (act) {
+      r = rec[q].row_lo;
+      sr = rec[q].E;
+      sr1 = rec[q].Sr;
+      pos = F + (q + 1) * Q + D;
+      while (pos >= sr1) {   // D moved us past row_lo: step forward (rare, short)
+        ++r;
+        sr = sr1;
+        sr1 = r + 1 <= n ? S(r + 1) : kInf;
+      }
+      sr2 = r + 2 <= n ? S(r + 2) : kInf;
+    }
+    int p = base;   // parts below p in this window are final
+    while (true) {
+      const bool snap = act && q >= p && r < n && (pos - sr) < F;
+      const unsigned m = __ballot_sync(kFull, snap);
+      const int last = m ? __ffs(m) - 1 : 31;
+      if (act && q >= p && lane <= last) {
+        rec[q].E = pos;
+        rec[q].Sr = sr;
+        rec[q].r = static_cast<int32_t>(r);
+      }
+      if (!m || last == 31) {
+        if (m) D += __shfl_sync(kFull, sr + F - pos, 31);
+        break;
+      }
+      const int64_t disp = __shfl_sync(kFull, sr + F - pos, last);
+      D += disp;
+      p = base + last + 1;
+      if (act && lane > last) {
+        pos += disp;   // disp <= F < cost of any row: at most one row forward
+        if (pos >= sr1) {
+          ++r;
+          sr = sr1;
+          sr1 = sr2;
+          sr2 = r + 2 <= n ? S(r + 2) : kInf;
+        }
+      }
+    }
+  }
+}
+
+// After the walker: per-part cut flags and split runs (two block scans), the compact list of cut rows,
+// and every row of tile_scheduler_metadata. Returns the number of cuts. Contains __syncthreads.
+__device__ int finish_parts(PartRecord* rec, int32_t* cut_rows, int32_t* meta, const int32_t* lens, int P,
+                            int64_t n, const Config& c, int64_t* scan_buf) {
+  const int64_t F = c.overhead;
+  int64_t carry_sum = 0, carry_max = 0;
+  for (int c0 = 0; c0 < P; c0 += blockDim.x) {
+    const int p = c0 + threadIdx.x;
+    int64_t cut = 0, brk = 0;
+    int32_t r = 0;
+    if (p < P) {
+      const PartRecord me = rec[p];
+      r = me.r;
+      cut = (me.r < n && me.E - me.Sr > F) ? 1 : 0;
+      bool b = true;
+      if (p > 0) {
+        const PartRecord pr = rec[p - 1];
+        const bool pcut = pr.r < n && pr.E - pr.Sr > F;
+        b = !pcut || pr.r != me.r;
+      }
+      brk = b ? p : 0;
+    }
+    int64_t tot_sum, tot_max;
+    const int64_t incl = block_inclusive<false>(cut, scan_buf, &tot_sum) + carry_sum;
+    int64_t start = block_inclusive<true>(brk, scan_buf, &tot_max);
+    start = start > carry_max ? start : carry_max;
+    if (p < P) {
+      rec[p].cut = static_cast<int32_t>(cut);
+      rec[p].run = static_cast<int32_t>(p - start + 1);
+      if (cut) cut_rows[incl - 1] = r;
+    }
+    carry_sum += tot_sum;
+    carry_max = carry_max > tot_max ? carry_max : tot_max;
+  }
+  __syncthreads();
+  for (int p = threadIdx.x; p < P; p += blockDim.x) {
+    int32_t row[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const PartRecord me = rec[p];
+    if (p == 0) {
+      row[0] = 0;
+    } else {
+      const PartRecord pr = rec[p - 1];
+      if (pr.r >= n) {
+        row[0] = -1;
+      } else {
+        row[0] = pr.r;
+        if (pr.cut) {
+          row[1] = static_cast<int32_t>(pr.E - pr.Sr - F);
+          row[4] = pr.run;
+        }
+      }
+    }
+    if (me.r >= n) {
+      row[2] = static_cast<int32_t>(n - 1);
+      row[3] = last_block(c.topk >= 0 ? c.topk : lens[n - 1], c.block_size_n);
+    } else if (me.cut) {
+      row[2] = me.r;
+      row[3] = static_cast<int32_t>(me.E - me.Sr - F);
+    } else {   // me.r >= 1 here: E >= F + Q > F, so row 0 cannot end a part on its window
+      row[2] = me.r - 1;
+      row[3] = last_block(c.topk >= 0 ? c.topk : lens[me.r - 1], c.block_size_n);
+    }
+    int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
+    dst[0] = make_int4(row[0], row[1], row[2], row[3]);
+    dst[1] = make_int4(row[4], row[5], row[6], row[7]);
+  }
+  return static_cast<int>(carry_sum);
+}
+
+__device__ void write_empty_meta(int32_t* meta, int P) {
+  for (int p = threadIdx.x; p < P; p += blockDim.x) {
+    int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
+    dst[0] = make_int4(-1, 0, -1, 0);
+    dst[1] = make_int4(0, 0, 0, 0);
+  }
+}
+
+// num_splits for positions [k0, k1): splits[0] = 0, splits[i + 1] = i + 1 + #cuts in rows <= i (i < n),
+// then n + C. `cuts` is sorted.
+__device__ __forceinline__ void write_splits_range(int32_t* splits, int64_t k0, int64_t k1, int64_t n,
+                                                   const int32_t* cuts, int C) {
+  if (k0 >= k1) return;
+  // first cut index with row > k0 - 1
+  int lo = 0, hi = C;
+  const int64_t i0 = k0 - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (cuts[mid] <= i0) lo = mid + 1; else hi = mid;
+  }
+  int idx = lo;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t i = k - 1;
+    int64_t v;
+    if (k == 0) {
+      v = 0;
+    } else if (i < n) {
+      while (idx < C && cuts[idx] <= i) ++idx;
+      v = i + 1 + idx;
+    } else {
+      v = n + C;
+    }
+    splits[k] = static_cast<int32_t>(v);
+  }
+}
+
+// =============================== the "smem" kernel ===============================
+__global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  __shared__ int64_t scan_buf[33];
+  const int64_t g = a.batch0 + blockIdx.x;
+  const int64_t B = a.B;
+  const int P = a.c.num_parts;
+  const Config c = a.c;
+  const int32_t* lens = a.seqlens + g * B;
+  int32_t* meta = a.meta + g * P * 8;
+  int32_t* splits = a.splits + g * (B + 1);
+  const int64_t n = clamp_valid(a, g);
+  auto al16 = [](int64_t x) { return (x + 15) / 16 * 16; };
+  const int64_t groups = (B + 1 + kGroup - 1) / kGroup;
+  uint32_t* rel = reinterpret_cast<uint32_t*>(smem);
+  int64_t* gbase = reinterpret_cast<int64_t*>(smem + al16(4 * (B + 1)));
+  PartRecord* rec = reinterpret_cast<PartRecord*>(smem + al16(4 * (B + 1)) + al16(8 * (groups + 1)));
+  int32_t* cut_rows = reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(rec) + al16(kPartRecordBytes * P));
+
+  if (n == 0) {
+    write_empty_meta(meta, P);
+    for (int64_t k = threadIdx.x; k <= B; k += blockDim.x) splits[k] = 0;
+    return;
+  }
+  // Phase A: costs -> 32-bit offsets inside groups of 32 rows, group sums.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  for (int64_t g0 = warp; g0 < groups; g0 += 4 * nwarps) {
+    int64_t cost[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t gi = g0 + u * nwarps;
+      cost[u] = gi < groups ? row_cost(lens, gi * kGroup + lane, n, c) : 0;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t gi = g0 + u * nwarps;
+      const uint32_t v = static_cast<uint32_t>(cost[u]);   // < 2^26 each, < 2^31 per group
+      const uint32_t incl = warp_inclusive_sum(v);
+      if (gi < groups) {
+        const int64_t i = gi * kGroup + lane;
+        if (i <= B) rel[i] = incl - v;
+        if (lane == 31) gbase[gi] = incl;
+      }
+    }
+  }
+  __syncthreads();
+  // Group bases: exclusive scan of group sums.
+  int64_t carry = 0;
+  for (int64_t c0 = 0; c0 < groups; c0 += blockDim.x) {
+    const int64_t gi = c0 + threadIdx.x;
+    const int64_t v = gi < groups ? gbase[gi] : 0;
+    int64_t tot;
+    const int64_t incl = block_inclusive<false>(v, scan_buf, &tot);
+    if (gi < groups) gbase[gi] = carry + incl - v;
+    carry += tot;
+  }
+  if (threadIdx.x == 0) gbase[groups] = carry;
+  __syncthreads();
+  const SmemTape S{rel, gbase};
+  const int64_t total = S(n);
+  const int64_t F = c.overhead;
+  const int64_t Q = ceil_div(total, P);
+  // Phase B: the row holding each lo_q.
+  for (int q = threadIdx.x; q < P; q += blockDim.x) {
+    const int64_t lo = F + (q + 1) * Q;
+    const int64_t r = lo >= total ? n : upper_row(S, 0, n, lo);
+    set_row_lo(rec, q, r, S, n, total);
+  }
+  __syncthreads();
+  // Phase C: the walker.
+  if (warp == 0) walk_parts(rec, S, P, n, Q, F);
+  __syncthreads();
+  // Phase D: metadata rows and cut rows.
+  const int C = finish_parts(rec, cut_rows, meta, lens, P, n, c, scan_buf);
+  __syncthreads();
+  // Phase E: num_splits, each thread a contiguous run of positions.
+  const int64_t per = (B + 1 + blockDim.x - 1) / blockDim.x;
+  const int64_t k0 = threadIdx.x * per;
+  write_splits_range(splits, k0, imin64(k0 + per, B + 1), n, cut_rows, C);
+}
+
+// =============================== the "low_smem" kernels ===============================
+constexpr int kLowThreads = 256;
+
+struct Slice {
+  int64_t* local;
+  int64_t* tile_off;
+  PartRecord* rec;
+  int32_t* cut_rows;
+  int64_t* scal;   // [0] total, [1] Q, [2] n, [3] C
+  unsigned* counters;
+};
+
+__device__ __forceinline__ Slice slice(const Args& a, int64_t g) {
+  uint8_t* b = a.ws + g * a.ws_stride;
+  return Slice{reinterpret_cast<int64_t*>(b + a.lay.local), reinterpret_cast<int64_t*>(b + a.lay.tile_off),
+               reinterpret_cast<PartRecord*>(b + a.lay.parts), reinterpret_cast<int32_t*>(b + a.lay.cut_rows),
+               reinterpret_cast<int64_t*>(b + a.lay.scalars), reinterpret_cast<unsigned*>(b + a.lay.counters)};
+}
+
+// Returns true in exactly one block per batch: the last to finish (all earlier writes visible to it).
+__device__ bool last_block_done(unsigned* counter, unsigned nblocks) {
+  __shared__ bool is_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) is_last = atomicAdd(counter, 1u) == nblocks - 1;
+  __syncthreads();
+  if (is_last) __threadfence();
+  return is_last;
+}
+
+// K1: per tile of 2048 positions, in-tile exclusive offsets and the tile sum; the last tile block scans the
+// tile sums into tile_off and computes total and Q.
+__global__ void __launch_bounds__(kLowThreads) tile_scan_kernel(const Args a) {
+  __shared__ int64_t scan_buf[33];
+  __shared__ int64_t warp_tot[kLowThreads / 32];
+  const int64_t g = a.batch0 + blockIdx.y;
+  const Slice s = slice(a, g);
+  const int64_t B = a.B, n = clamp_valid(a, g);
+  const int32_t* lens = a.seqlens + g * B;
+  const int64_t t = blockIdx.x, tile0 = t * kTile;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int kPerWarp = kTile / (kLowThreads / 32);   // 256 positions per warp
+  const int64_t w0 = tile0 + warp * kPerWarp;
+  int64_t cost[kPerWarp / 32];
+#pragma unroll
+  for (int j = 0; j < kPerWarp / 32; ++j) cost[j] = row_cost(lens, w0 + j * 32 + lane, n, a.c);
+  int64_t run = 0;
+  int64_t pre[kPerWarp / 32];
+#pragma unroll
+  for (int j = 0; j < kPerWarp / 32; ++j) {
+    const int64_t incl = warp_inclusive_sum(cost[j]);
+    pre[j] = run + incl - cost[j];
+    run += __shfl_sync(kFull, incl, 31);
+  }
+  if (lane == 0) warp_tot[warp] = run;
+  __syncthreads();
+  int64_t off = 0;
+  for (int w = 0; w < warp; ++w) off += warp_tot[w];
+#pragma unroll
+  for (int j = 0; j < kPerWarp / 32; ++j) {
+    const int64_t i = w0 + j * 32 + lane;
+    if (i <= B) s.local[i] = off + pre[j];
+  }
+  if (threadIdx.x == 0) {
+    int64_t tot = 0;
+    for (int w = 0; w < kLowThreads / 32; ++w) tot += warp_tot[w];
+    s.tile_off[t] = tot;
+  }
+  const unsigned nt = gridDim.x;
+  if (!last_block_done(&s.counters[0], nt)) return;
+  int64_t carry = 0;
+  for (int64_t c0 = 0; c0 < nt; c0 += blockDim.x) {
+    const int64_t k = c0 + threadIdx.x;
+    const int64_t v = k < nt ? __ldcg(s.tile_off + k) : 0;
+    int64_t tot;
+    const int64_t incl = block_inclusive<false>(v, scan_buf, &tot);
+    if (k < nt) s.tile_off[k] = carry + incl - v;
+    carry += tot;
+  }
+  if (threadIdx.x == 0) {
+    s.tile_off[nt] = carry;
+    s.scal[0] = carry;                                         // total
+    s.scal[1] = n > 0 ? ceil_div(carry, a.c.num_parts) : 0;    // Q
+    s.scal[2] = n;
+  }
+}
+
+// K2: each tile block finds the rows holding the lo_q that fall in its tile (tile copied to shared memory);
+// the last block runs the walker and writes tile_scheduler_metadata.
+__global__ void __launch_bounds__(kLowThreads) part_search_kernel(const Args a) {
+  __shared__ int64_t tile_s[kTile];
+  __shared__ int64_t scan_buf[33];
+  const int64_t g = a.batch0 + blockIdx.y;
+  const Slice s = slice(a, g);
+  const int64_t B = a.B;
+  const int P = a.c.num_parts;
+  const int64_t F = a.c.overhead;
+  const int64_t total = __ldcg(s.scal + 0), Q = __ldcg(s.scal + 1), n = __ldcg(s.scal + 2);
+  const GlobalTape S{s.local, s.tile_off};
+  const int64_t t = blockIdx.x, tile0 = t * kTile;
+  if (n > 0) {
+    const int64_t a0 = __ldcg(s.tile_off + t), a1 = __ldcg(s.tile_off + t + 1);
+    // parts q with a0 <= lo_q < a1 (and lo_q < total): lo_q = F + (q+1) Q
+    int64_t qa = a0 - F <= 0 ? 0 : ceil_div(a0 - F, Q) - 1;
+    int64_t qb = a1 - F <= 0 ? 0 : ceil_div(a1 - F, Q) - 1;
+    qa = qa < 0 ? 0 : qa;
+    qb = qb > P ? P : qb;
+    if (qa < qb && tile0 < n) {
+      const int64_t rows = imin64(kTile, n - tile0);   // search rows [tile0, tile0 + rows)
+      for (int k = threadIdx.x; k < rows; k += blockDim.x) tile_s[k] = __ldcg(s.local + tile0 + k);
+      __syncthreads();
+      for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
+        const int64_t lo = F + (q + 1) * Q;
+        if (lo >= total) continue;
+        const int64_t x = lo - a0;
+        int lo_i = 0, hi_i = static_cast<int>(rows);
+        while (hi_i - lo_i > 1) {
+          const int mid = (lo_i + hi_i) >> 1;
+          if (tile_s[mid] <= x) lo_i = mid; else hi_i = mid;
+        }
+        set_row_lo(s.rec, static_cast<int>(q), tile0 + lo_i, S, n, total);
+      }
+    }
+    if (t == 0) {   // parts whose lo_q is past the end of the tape
+      const int64_t qt = total - F <= 0 ? 0 : ceil_div(total - F, Q) - 1;
+      for (int64_t q = imax64(qt, 0) + threadIdx.x; q < P; q += blockDim.x) set_row_lo(s.rec, q, n, S, n, total);
+    }
+  }
+  if (!last_block_done(&s.counters[1], gridDim.x)) return;
+  int32_t* meta = a.meta + g * P * 8;
+  if (n == 0) {
+    write_empty_meta(meta, P);
+    if (threadIdx.x == 0) s.scal[3] = 0;
+    return;
+  }
+  if ((threadIdx.x >> 5) == 0) walk_parts(s.rec, S, P, n, Q, F);
+  __syncthreads();
+  const int C = finish_parts(s.rec, s.cut_rows, meta, a.seqlens + g * B, P, n, a.c, scan_buf);
+  if (threadIdx.x == 0) s.scal[3] = C;
+}
+
+// K3: num_splits over a grid; the sorted cut rows are staged in shared memory when they fit.
+constexpr int kSplitsPerThread = 4;
+constexpr int kCutStage = 4096;
+__global__ void __launch_bounds__(kLowThreads) splits_kernel(const Args a) {
+  __shared__ int32_t cuts_s[kCutStage];
+  const int64_t g = a.batch0 + blockIdx.y;
+  const Slice s = slice(a, g);
+  const int64_t B = a.B;
+  const int64_t n = __ldcg(s.scal + 2);
+  const int C = static_cast<int>(__ldcg(s.scal + 3));
+  const int32_t* cuts = s.cut_rows;
+  if (C <= kCutStage) {
+    for (int k = threadIdx.x; k < C; k += blockDim.x) cuts_s[k] = __ldcg(s.cut_rows + k);
+    __syncthreads();
+    cuts = cuts_s;
+  }
+  int32_t* splits = a.splits + g * (B + 1);
+  const int64_t k0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kSplitsPerThread;
+  write_splits_range(splits, k0, imin64(k0 + kSplitsPerThread, B + 1), n, cuts, C);
+}
+
+// =============================== host side ===============================
+std::atomic<int> g_optin[64];        // per device ordinal, 0 = not read yet
+std::atomic<int> g_smem_attr[64];    // per device ordinal: dynamic smem limit already raised to the opt-in
+
+int optin_limit(int dev, cudaError_t* err) {
+  if (dev >= 0 && dev < 64) {
+    const int v = g_optin[dev].load(std::memory_order_relaxed);
+    if (v > 0) return v;
+  }
+  int v = 0;
+  *err = cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (*err != cudaSuccess) return 0;
+  if (dev >= 0 && dev < 64) g_optin[dev].store(v, std::memory_order_relaxed);
+  return v;
+}
+
+ffi::Error cuda_error(const char* what, cudaError_t e) {
+  return ffi::Error::Internal(std::string("jax_mla_meta: ") + what + ": " + cudaGetErrorString(e));
+}
+
+ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S32> seqlens,
+                        ffi::Buffer<ffi::S32> num_valid, ffi::RemainingArgs aliased,
+                        ffi::Result<ffi::Buffer<ffi::S32>> meta,
+                        ffi::Result<ffi::Buffer<ffi::S32>> splits, ffi::Result<ffi::AnyBuffer> workspace,
+                        int32_t num_sm_parts, int32_t block_size_n, int32_t fixed_overhead_num_blocks,
+                        int32_t topk, int32_t kernel) {
+  const Config c{num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk};
+  Shapes sh;
+  if (auto e = check_call(seqlens, num_valid, aliased.size(), meta, splits, workspace, c, kernel, &sh); e.failure()) return e;
+  if (sh.G == 0) return ffi::Error::Success();
+  cudaError_t err = cudaSuccess;
+  const int optin = optin_limit(device, &err);
+  if (err != cudaSuccess) return cuda_error("reading the opt-in shared-memory limit", err);
+  const int64_t need = smem_bytes(sh.B, sh.P);
+  const bool fits = need <= optin;
+  if (kernel == kSmem && !fits)
+    return ffi::Error::InvalidArgument("jax_mla_meta: kernel='smem' needs " + std::to_string(need) +
+                                       " bytes of shared memory, the device allows " + std::to_string(optin));
+  const bool use_smem = kernel == kSmem || (kernel == kAuto && fits);
+  Args a{};
+  a.seqlens = seqlens.typed_data();
+  a.num_valid = num_valid.typed_data();
+  a.meta = meta->typed_data();
+  a.splits = splits->typed_data();
+  a.ws = static_cast<uint8_t*>(workspace->untyped_data());
+  a.B = sh.B;
+  a.lay = workspace_layout(sh.B, sh.P);
+  a.ws_stride = a.lay.bytes;
+  a.c = c;
+  if (use_smem) {
+    if (need > 48 * 1024 && device >= 0 && device < 64 && !g_smem_attr[device].load()) {
+      if ((err = cudaFuncSetAttribute(mla_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin)))
+        return cuda_error("raising the shared-memory limit", err);
+      g_smem_attr[device].store(1);
+    } else if (need > 48 * 1024 && (device < 0 || device >= 64)) {
+      if ((err = cudaFuncSetAttribute(mla_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin)))
+        return cuda_error("raising the shared-memory limit", err);
+    }
+  } else {
+    // zero the completion counters of every batch slice
+    if ((err = cudaMemset2DAsync(a.ws + a.lay.counters, a.ws_stride, 0, 16, sh.G, stream)))
+      return cuda_error("clearing counters", err);
+  }
+  const int64_t nt = num_tiles(sh.B);
+  const int64_t split_blocks = ceil_div(sh.B + 1, int64_t(kLowThreads) * kSplitsPerThread);
+  for (int64_t g0 = 0; g0 < sh.G; g0 += 65535) {
+    const unsigned gn = static_cast<unsigned>(std::min<int64_t>(65535, sh.G - g0));
+    a.batch0 = static_cast<int32_t>(g0);
+    if (use_smem) {
+      mla_smem_kernel<<<gn, 1024, need, stream>>>(a);
+    } else {
+      tile_scan_kernel<<<dim3(nt, gn), kLowThreads, 0, stream>>>(a);
+      part_search_kernel<<<dim3(nt, gn), kLowThreads, 0, stream>>>(a);
+      splits_kernel<<<dim3(split_blocks, gn), kLowThreads, 0, stream>>>(a);
+    }
+    if ((err = cudaGetLastError())) return cuda_error("kernel launch", err);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+}  // namespace mla_meta
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxMlaMetaCuda, mla_meta::MetaCudaImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Ctx<ffi::DeviceOrdinal>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int32_t>("num_sm_parts")
+                                  .Attr<int32_t>("block_size_n")
+                                  .Attr<int32_t>("fixed_overhead_num_blocks")
+                                  .Attr<int32_t>("topk")
+                                  .Attr<int32_t>("kernel"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+// Host-only helper for plan(): the opt-in limit of a device, or -1 when it cannot be read.
+extern "C" int jax_mla_meta_optin_limit(int device) {
+  cudaError_t err = cudaSuccess;
+  const int v = mla_meta::optin_limit(device, &err);
+  return err == cudaSuccess ? v : -1;
+}

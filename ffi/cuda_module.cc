@@ -1,0 +1,24 @@
+// cuda_module.cc: the nanobind module `_cuda`. It only hands the CUDA handler's capsule and a host-side
+// query to Python; the kernels and the handler live in cuda_kernels.cu (nanobind headers stay out of nvcc).
+#include <nanobind/nanobind.h>
+
+#include "schedule_core.h"
+#include "xla/ffi/api/api.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace nb = nanobind;
+
+XLA_FFI_DECLARE_HANDLER_SYMBOL(JaxMlaMetaCuda);
+extern "C" int jax_mla_meta_optin_limit(int device);
+
+NB_MODULE(_cuda, m) {
+  m.doc() = "jax_mla_meta CUDA FFI handler (smem and low_smem kernels)";
+  m.def("registrations", [] {
+    nb::dict d;
+    d["jax_mla_meta_cuda_v1"] = nb::capsule(reinterpret_cast<void*>(JaxMlaMetaCuda));
+    return d;
+  });
+  m.def("optin_limit", &jax_mla_meta_optin_limit, nb::arg("device"),
+        "cudaDevAttrMaxSharedMemoryPerBlockOptin of a CUDA device ordinal, or -1 if it cannot be read.");
+  m.attr("ffi_api_version") = nb::make_tuple(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR);
+}

@@ -1,0 +1,141 @@
+// schedule_core.h: the scheduling rules of SPEC.md section 3, shared by the CPU handler and the CUDA
+// kernels, plus the buffer-size formulas that Python and the handlers must agree on.
+//
+// Everything here is plain C++ that also compiles as __host__ __device__ under nvcc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define MLA_HD __host__ __device__ __forceinline__
+#else
+#define MLA_HD inline
+#endif
+
+namespace mla_meta {
+
+// Limits checked in Python before anything is lowered and again by every handler; they keep all tape
+// arithmetic inside int64 and every output inside int32.
+constexpr int64_t kMaxParts = 1 << 20;          // num_sm_parts
+constexpr int64_t kMaxOverhead = 1 << 20;       // fixed_overhead_num_blocks
+constexpr int64_t kMaxRows = (1LL << 31) - 1;   // B + num_sm_parts + 1 must stay below this
+
+// Number of KV blocks a row of length `len` costs: a zero or negative length still costs one block.
+MLA_HD int64_t num_blocks(int32_t len, int32_t block_size_n) {
+  return len <= 1 ? 1 : static_cast<int64_t>(len - 1) / block_size_n + 1;
+}
+
+// end_block written when a part ends on the boundary after row `len` (SPEC: 0 when the length is 0).
+MLA_HD int32_t last_block(int32_t len, int32_t block_size_n) {
+  return len == 0 ? 0 : static_cast<int32_t>(num_blocks(len, block_size_n));
+}
+
+MLA_HD int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Config {
+  int32_t num_parts;      // P
+  int32_t block_size_n;   // 64 in FlashMLA
+  int32_t overhead;       // F, fixed_overhead_num_blocks
+  int32_t topk;           // < 0: dense mode; else every row has length topk
+};
+
+MLA_HD int32_t row_length(const int32_t* seqlens, int64_t i, const Config& c) {
+  return c.topk >= 0 ? c.topk : seqlens[i];
+}
+
+// The sequential algorithm, exactly as written in SPEC.md section 3, for one batch of `n` valid rows.
+// `meta` is [P, 8]; `splits` is [B + 1] with B >= n; entries past n repeat splits[n].
+inline void schedule_sequential(const int32_t* seqlens, int64_t n, int64_t B, const Config& c,
+                                int32_t* meta, int32_t* splits) {
+  const int64_t F = c.overhead;
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) total += num_blocks(row_length(seqlens, i, c), c.block_size_n) + F;
+  const int64_t payload = (n > 0 ? ceil_div(total, c.num_parts) : 0) + F;
+  int64_t i = 0, blk = 0, split = 0, cum = 0;
+  splits[0] = 0;
+  for (int64_t p = 0; p < c.num_parts; ++p) {
+    int32_t* row = meta + 8 * p;
+    row[0] = i < n ? static_cast<int32_t>(i) : -1;
+    row[1] = static_cast<int32_t>(blk);
+    row[4] = static_cast<int32_t>(split);
+    row[5] = row[6] = row[7] = 0;
+    int64_t rem = payload;
+    while (i < n) {
+      const int64_t left = num_blocks(row_length(seqlens, i, c), c.block_size_n) - blk;
+      if (rem >= left + F) {
+        cum += split + 1;
+        splits[i + 1] = static_cast<int32_t>(cum);
+        rem -= left + F;
+        ++i;
+        blk = split = 0;
+      } else {
+        if (rem - F > 0) {
+          blk += rem - F;
+          ++split;
+          rem = 0;
+        }
+        break;
+      }
+    }
+    if (blk > 0) {
+      row[2] = static_cast<int32_t>(i);
+      row[3] = static_cast<int32_t>(blk);
+    } else {
+      row[2] = static_cast<int32_t>(i - 1);
+      row[3] = n == 0 ? 0 : last_block(row_length(seqlens, i - 1, c), c.block_size_n);
+    }
+  }
+  for (int64_t k = n + 1; k <= B; ++k) splits[k] = static_cast<int32_t>(cum);
+}
+
+// ---- Buffer-size formulas (exposed to Python through the _cpu module) ----
+
+// smem kernel: one CTA per batch. Dynamic shared memory holds, per row, a 32-bit offset inside its group of
+// 32 rows, an int64 base per group, and per part the walker's record plus one int32 cut row.
+constexpr int kGroupLog = 5;                       // 32 rows per group
+constexpr int kGroup = 1 << kGroupLog;
+constexpr int64_t kPartRecordBytes = 32;           // see PartRecords in cuda_kernels.cu
+constexpr int64_t kSmemFixedBytes = 64;            // block-wide scalars
+
+inline int64_t smem_bytes(int64_t B, int64_t P) {
+  const int64_t groups = (B + 1 + kGroup - 1) / kGroup;
+  auto align16 = [](int64_t x) { return (x + 15) / 16 * 16; };
+  return align16(4 * (B + 1)) + align16(8 * (groups + 1)) + align16(kPartRecordBytes * P) +
+         align16(4 * P) + kSmemFixedBytes;
+}
+
+// low_smem kernels: tiles of 2048 rows, int64 in-tile offsets, everything in a per-batch workspace
+// (an extra output of the custom call, so it is command-buffer friendly).
+constexpr int kTileLog = 11;
+constexpr int kTile = 1 << kTileLog;
+
+struct WorkspaceLayout {   // offsets in bytes inside one batch's slice
+  int64_t local;           // int64 [B + 1]: S_i minus S at the start of i's tile
+  int64_t tile_off;        // int64 [tiles + 1]: tile sums, then their exclusive scan
+  int64_t parts;           // PartRecords [P]
+  int64_t cut_rows;        // int32 [P]
+  int64_t scalars;         // int64 [8]: total, Q, n, cut count, ...
+  int64_t counters;        // uint32 [4]: completion counters, zeroed before each call
+  int64_t bytes;           // size of one batch's slice (multiple of 256)
+};
+
+inline int64_t num_tiles(int64_t B) { return B / kTile + 1; }   // tiles cover positions 0..B
+
+inline WorkspaceLayout workspace_layout(int64_t B, int64_t P) {
+  auto align = [](int64_t x) { return (x + 255) / 256 * 256; };
+  WorkspaceLayout w{};
+  int64_t o = 0;
+  w.local = o;    o = align(o + 8 * (B + 1));
+  w.tile_off = o; o = align(o + 8 * (num_tiles(B) + 1));
+  w.parts = o;    o = align(o + kPartRecordBytes * P);
+  w.cut_rows = o; o = align(o + 4 * P);
+  w.scalars = o;  o = align(o + 8 * 8);
+  w.counters = o; o = align(o + 4 * 4);
+  w.bytes = o;
+  return w;
+}
+
+inline int64_t workspace_bytes(int64_t B, int64_t P) { return workspace_layout(B, P).bytes; }
+
+}  // namespace mla_meta

@@ -1,0 +1,92 @@
+"""Loading the compiled modules, checking their FFI API against the running jaxlib, registering targets.
+
+Imported once by the package. `_cpu` is required; `_cuda` is optional (absent on a build without nvcc)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import jax
+
+from . import _cpu
+
+try:  # the CUDA module is built only where nvcc was found
+    from . import _cuda  # type: ignore[attr-defined]
+except ImportError as _e:  # pragma: no cover - depends on the build
+    _cuda = None
+    CUDA_IMPORT_ERROR: str | None = str(_e)
+else:
+    CUDA_IMPORT_ERROR = None
+
+CPU_TARGET = "jax_mla_meta_cpu_v1"
+CUDA_TARGET = "jax_mla_meta_cuda_v1"
+
+
+def runtime_ffi_api_version() -> tuple[int, int] | None:
+    """The XLA FFI API version of the running jaxlib, read from the headers it ships (None if absent)."""
+    try:
+        header = os.path.join(jax.ffi.include_dir(), "xla", "ffi", "api", "c_api.h")
+        with open(header, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return None
+    major = re.search(r"#define\s+XLA_FFI_API_MAJOR\s+(\d+)", text)
+    minor = re.search(r"#define\s+XLA_FFI_API_MINOR\s+(\d+)", text)
+    if not (major and minor):
+        return None
+    return int(major.group(1)), int(minor.group(1))
+
+
+def check_api_version(module_name: str, built: tuple[int, int], runtime: tuple[int, int] | None) -> None:
+    """Raise ImportError when a module was compiled against newer FFI headers than the running jaxlib has.
+
+    XLA rejects such a handler when the backend starts, and takes the whole backend down with it; this
+    turns that into a readable message first."""
+    if runtime is None:
+        return
+    if tuple(built) > tuple(runtime):
+        raise ImportError(
+            f"jax_mla_meta.{module_name} was compiled against XLA FFI API {built[0]}.{built[1]}, but the running "
+            f"jaxlib {jax.lib.version_str if hasattr(jax.lib, 'version_str') else ''} provides "
+            f"{runtime[0]}.{runtime[1]}. Rebuild against this jaxlib: "
+            "`python -m pip install --no-build-isolation --force-reinstall --no-deps .` "
+            "(or upgrade jax/jaxlib to the version it was built with)."
+        )
+
+
+_RUNTIME_API = runtime_ffi_api_version()
+check_api_version("_cpu", tuple(_cpu.ffi_api_version), _RUNTIME_API)
+for _name, _cap in _cpu.registrations().items():
+    jax.ffi.register_ffi_target(_name, _cap, platform="cpu")
+
+if _cuda is not None:
+    check_api_version("_cuda", tuple(_cuda.ffi_api_version), _RUNTIME_API)
+    for _name, _cap in _cuda.registrations().items():
+        # "CUDA" (not "cuda"): the lowercase name is silently never registered (FFI_NOTES.md section 0).
+        jax.ffi.register_ffi_target(_name, _cap, platform="CUDA")
+
+HAS_CUDA = _cuda is not None
+
+
+def smem_bytes(B: int, num_sm_parts: int) -> int:
+    """Dynamic shared memory the "smem" kernel needs for one batch of B rows and num_sm_parts parts."""
+    return int(_cpu.smem_bytes(int(B), int(num_sm_parts)))
+
+
+def workspace_bytes(B: int, num_sm_parts: int) -> int:
+    """Bytes of scratch per batch (a hidden extra output of the custom call)."""
+    return int(_cpu.workspace_bytes(int(B), int(num_sm_parts)))
+
+
+def optin_limit(device) -> int | None:
+    """cudaDevAttrMaxSharedMemoryPerBlockOptin of a JAX CUDA device, or None (not CUDA / no CUDA module)."""
+    if _cuda is None or getattr(device, "platform", None) != "gpu":
+        return None
+    v = int(_cuda.optin_limit(int(device.local_hardware_id)))
+    return v if v > 0 else None
+
+
+MAX_PARTS = int(_cpu.max_parts)
+MAX_OVERHEAD = int(_cpu.max_overhead)
+MAX_ROWS = int(_cpu.max_rows)

@@ -1,0 +1,220 @@
+"""The benchmark (run by `python benchmarks/bench.py` and `jax-mla-meta bench`).
+
+Device time per call: one jitted executable runs K independent calls of the op (K different input buffers,
+so XLA cannot merge them) back to back on the device; its wall time over K, median of several repeats,
+is the device time per call including launch gaps. End-to-end: one jitted call dispatched from Python
+and waited for. Figures are in microseconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import api, reference, workloads
+
+# SPEC.md section 7: the original kernels on one H100 (device time per call, CUDA-graph replay).
+ORIGINAL_US = {
+    # B: (smem dense P=132, fallback dense P=132, fallback sparse P=66)
+    1: (18.1, 26.6, 13.9),
+    512: (41.4, 101.8, 82.6),
+    4096: (198.6, 613.6, 551.0),
+    11622: (529.4, 1688.0, 1537.0),
+    20000: (None, 2884.0, 2634.0),
+    65536: (None, 10243.0, 8604.0),
+    1048576: (None, 163808.0, 137340.0),
+}
+SWEEP_B = sorted(ORIGINAL_US)
+
+
+def _quantiles(xs):
+    xs = sorted(xs)
+    q = lambda f: xs[min(len(xs) - 1, int(f * (len(xs) - 1) + 0.5))]
+    return statistics.median(xs), q(0.1), q(0.9)
+
+
+def device_time_us(lens: np.ndarray, P: int, topk, kernel: str, device, repeats: int = 9) -> tuple[float, float, float]:
+    """Median (and p10, p90) device time per call of K back-to-back independent calls."""
+    B = lens.shape[-1]
+    K = 64 if B <= 65536 else (16 if B <= 262144 else 8)
+    xs = [jax.device_put(lens, device) for _ in range(K)]
+
+    @jax.jit
+    def many(*inputs):
+        outs = [api.schedule(x, num_sm_parts=P, topk=topk, kernel=kernel) for x in inputs]
+        # keep every result alive; return only scalars so no extra copies are timed
+        return [o[1][-1] + o[0][0, 0] for o in outs]
+
+    jax.block_until_ready(many(*xs))   # compile + warm up
+    jax.block_until_ready(many(*xs))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(many(*xs))
+        times.append((time.perf_counter() - t0) * 1e6 / K)
+    return _quantiles(times)
+
+
+def end_to_end_us(lens: np.ndarray, P: int, topk, kernel: str, device, repeats: int = 30) -> float:
+    x = jax.device_put(lens, device)
+    f = jax.jit(lambda s: api.schedule(s, num_sm_parts=P, topk=topk, kernel=kernel))
+    jax.block_until_ready(f(x))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x))
+        times.append((time.perf_counter() - t0) * 1e6)
+    return statistics.median(times)
+
+
+def _cases(max_B: int | None):
+    """(label, B, lens, P, topk): the SPEC section 6 workloads plus the section 7 sweep."""
+    out = []
+    for w in workloads.spec_workloads(max_B):
+        out.append(("workload", w.label, w.B, w.seqlens(seed=0), w.num_sm_parts, w.topk))
+    for B in SWEEP_B:
+        if max_B is not None and B > max_B:
+            continue
+        lens = workloads.lengths("lognormal", B, seed=B)
+        out.append(("sweep", f"sweep dense B={B}", B, lens, 132, None))
+        out.append(("sweep", f"sweep sparse B={B}", B, lens, 66, workloads.TOPK))
+    return out
+
+
+def run_gpu(device, max_B: int | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
+    rows = []
+    cases = _cases(max_B)
+    for kind, label, B, lens, P, topk in cases:
+        plan = api.plan(B, P, device=device)
+        for kernel in ("auto", "smem", "low_smem"):
+            if kernel == "smem" and plan.smem_bytes > (plan.optin_limit or 0):
+                continue
+            if progress:
+                progress(f"{label} {kernel}")
+            med, p10, p90 = device_time_us(lens, P, topk, kernel, device)
+            e2e = end_to_end_us(lens, P, topk, kernel, device)
+            ran = kernel if kernel != "auto" else plan.kernel
+            orig = None
+            if kind == "sweep" and B in ORIGINAL_US:
+                o = ORIGINAL_US[B]
+                orig = (o[0] if ran == "smem" else o[1]) if topk is None else o[2]
+            rows.append(dict(kind=kind, label=label, B=B, P=P, mode="sparse" if topk is not None else "dense",
+                             kernel=kernel, ran=ran, device_us=med, p10_us=p10, p90_us=p90, e2e_us=e2e,
+                             original_us=orig))
+    return rows
+
+
+def run_cpu(max_B: int | None = None, progress=None) -> list[dict]:
+    cpu = jax.devices("cpu")[0]
+    rows = []
+    for B in [b for b in (1, 512, 4096, 65536, 1048576) if max_B is None or b <= max_B]:
+        lens = workloads.lengths("stress", B, seed=B)
+        if progress:
+            progress(f"cpu B={B}")
+        x = jax.device_put(lens, cpu)
+        f = jax.jit(lambda s: api.schedule(s, num_sm_parts=132))
+        jax.block_until_ready(f(x))
+        ts = []
+        for _ in range(15 if B < 100000 else 5):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(x))
+            ts.append((time.perf_counter() - t0) * 1e6)
+        t0 = time.perf_counter()
+        reference.schedule(lens, 132)
+        ref_us = (time.perf_counter() - t0) * 1e6
+        rows.append(dict(B=B, P=132, handler_us=statistics.median(ts), reference_us=ref_us,
+                         speedup=ref_us / statistics.median(ts)))
+    return rows
+
+
+def _fmt(v):
+    return "-" if v is None else (f"{v:,.1f}" if v < 1000 else f"{v:,.0f}")
+
+
+def gpu_table(rows: list[dict]) -> str:
+    lines = [f"{'case':<40} {'kernel':<9} {'ran':<9} {'device µs':>10} {'p10-p90':>15} {'e2e µs':>9} {'original µs':>12}"]
+    for r in rows:
+        lines.append(f"{r['label']:<40} {r['kernel']:<9} {r['ran']:<9} {_fmt(r['device_us']):>10} "
+                     f"{_fmt(r['p10_us']) + '-' + _fmt(r['p90_us']):>15} {_fmt(r['e2e_us']):>9} {_fmt(r['original_us']):>12}")
+    return "\n".join(lines)
+
+
+def cpu_table(rows: list[dict]) -> str:
+    lines = [f"{'B':>9} {'CPU handler µs':>15} {'reference µs':>14} {'speed-up':>9}"]
+    for r in rows:
+        lines.append(f"{r['B']:>9,} {_fmt(r['handler_us']):>15} {_fmt(r['reference_us']):>14} {r['speedup']:>8.0f}x")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: str, card: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for ax, mode, P in ((axes[0], "dense", 132), (axes[1], "sparse", 66)):
+        sweep = [r for r in rows if r["kind"] == "sweep" and r["mode"] == mode]
+        for kernel, style in (("auto", "o-"), ("smem", "s--"), ("low_smem", "^-")):
+            pts = sorted((r["B"], r["device_us"]) for r in sweep if r["kernel"] == kernel)
+            if pts:
+                ax.plot(*zip(*pts), style, label=f"ours: {kernel}")
+        cols = (0, 1) if mode == "dense" else (2,)
+        names = ("original smem", "original fallback") if mode == "dense" else ("original fallback",)
+        for col, name in zip(cols, names):
+            pts = [(B, v[col]) for B, v in ORIGINAL_US.items() if v[col] is not None]
+            ax.plot(*zip(*pts), "x:", color="gray" if "fallback" in name else "black", label=f"{name} (SPEC §7)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("B (rows)")
+        ax.set_title(f"{mode}, num_sm_parts={P}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("device time per call (µs)")
+    fig.suptitle(f"jax_mla_meta scheduling time vs B on {card}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main(argv=None, progress=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Benchmark jax_mla_meta on the current JAX device (and the CPU handler).")
+    ap.add_argument("--max-b", type=int, default=None, help="skip workloads with more rows")
+    ap.add_argument("--out", default="benchmarks/results", help="folder for results.json and time_vs_B.png")
+    ap.add_argument("--no-cpu", action="store_true", help="skip the CPU-handler table")
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    dev = jax.devices()[0]
+    card = dev.device_kind if dev.platform == "gpu" else platform.processor() or "cpu"
+    result = dict(card=card, platform=dev.platform, jax=jax.__version__,
+                  jaxlib=getattr(jax.lib, "__version__", None) or jax.__version__,
+                  date=time.strftime("%Y-%m-%d"), python=sys.version.split()[0],
+                  xla_flags=os.environ.get("XLA_FLAGS", ""))
+    if dev.platform == "gpu":
+        result["gpu"] = run_gpu(dev, args.max_b, progress)
+        if plot(result["gpu"], os.path.join(args.out, "time_vs_B.png"), card):
+            result["plot"] = os.path.join(args.out, "time_vs_B.png")
+    if not args.no_cpu:
+        result["cpu"] = run_cpu(args.max_b, progress)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\njax_mla_meta benchmark on {card} ({dev.platform}), jax {result['jax']}, {result['date']}")
+    if "cpu" in result:
+        print("\nCPU handler vs pure-Python reference (P=132, stress lengths):")
+        print(cpu_table(result["cpu"]))
+    if "gpu" in result:
+        print("\nGPU device time per call (median of repeats; K back-to-back calls per executable):")
+        print(gpu_table(result["gpu"]))
+    return 0

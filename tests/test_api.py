@@ -1,0 +1,119 @@
+"""Argument checking, num_sm_parts (SPEC.md section 4), plan(), get_mla_metadata."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jax_mla_meta as mm
+from conftest import assert_same, ref
+
+
+def s32(*v):
+    return jnp.asarray(v, jnp.int32)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(seqlens=jnp.ones(4, jnp.int64) if jax.config.jax_enable_x64 else np.ones(4, np.int64)), TypeError, "int32.*astype"),
+        (dict(seqlens=np.ones(4, np.float32)), TypeError, "dtype int32"),
+        (dict(seqlens=[1, 2, 3]), TypeError, "jnp.asarray"),
+        (dict(seqlens=np.int32(5)), ValueError, "rank"),
+        (dict(num_sm_parts=0), ValueError, "num_sm_parts must be >= 1"),
+        (dict(num_sm_parts=2.5), TypeError, "num_sm_parts must be an int"),
+        (dict(block_size_n=0), ValueError, "block_size_n"),
+        (dict(fixed_overhead_num_blocks=-1), ValueError, "fixed_overhead_num_blocks"),
+        (dict(topk=-3), ValueError, "topk"),
+        (dict(kernel="fast"), ValueError, "kernel must be one of"),
+    ],
+)
+def test_schedule_argument_errors(kwargs, exc, match):
+    args = dict(seqlens=s32(1, 2, 3), num_sm_parts=4)
+    args.update(kwargs)
+    seqlens = args.pop("seqlens")
+    with pytest.raises(exc, match=match):
+        mm.schedule(seqlens, **args)
+
+
+def test_int64_lengths_message():
+    with pytest.raises(TypeError, match=r"astype\(jnp.int32\)"):
+        mm.schedule(np.arange(5, dtype=np.int64), num_sm_parts=2)
+
+
+@pytest.mark.parametrize(
+    "args,want",
+    [
+        # (q, h_k, h_q, fp8, topk, sm, cc) -> P ; the typical results of SPEC.md section 4
+        ((16, 1, 16, False, None, 132, "9.0"), 132),          # dense decode, 16 heads per rank, H100
+        ((128, 1, 128, False, None, 132, "9.0"), 66),         # dense, 128 heads
+        ((128, 1, 128, True, 2048, 132, "9.0"), 66),          # DeepSeek V3.2 sparse fp8, H100
+        ((64, 1, 64, True, 2048, 148, "10.0"), 148),          # sparse fp8 on B200
+        ((128, 1, 128, True, 2048, 148, "10.0"), 74),         # B200 with 128 heads
+        ((1, 1, 1, False, None, 132, "9.0"), 132),
+        ((256, 2, 128, True, 2048, 132, "9.0"), 8),           # s_q = 4, h_k = 2: (66 // 2) // (1 * 4)
+    ],
+)
+def test_num_sm_parts_table(args, want):
+    q, hk, hq, fp8, topk, sm, cc = args
+    assert mm.num_sm_parts_for(q, hk, hq, fp8, topk, sm_count=sm, compute_capability=cc) == want
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((128, 1, 128, False, 2048, 132, "9.0"), "fp8"),        # sparse bf16
+        ((16, 1, 16, True, None, 132, "9.0"), "bf16"),          # dense fp8
+        ((16, 1, 16, False, None, 148, "10.0"), "SM90 only"),   # dense on SM100
+        ((128, 1, 128, True, 2048, 84, "8.0"), "SM90 and SM100"),
+        ((128, 3, 128, True, 2048, 132, "9.0"), "multiple"),     # h_q % h_k
+        ((128, 1, None, True, 2048, 132, "9.0"), "num_heads_q"),
+        ((16, 0, 16, False, None, 132, "9.0"), "num_heads_k"),
+        ((0, 1, 16, False, None, 132, "9.0"), "num_q_tokens_per_head_k"),
+    ],
+)
+def test_num_sm_parts_errors(args, match):
+    q, hk, hq, fp8, topk, sm, cc = args
+    with pytest.raises(ValueError, match=match) as e:
+        mm.num_sm_parts_for(q, hk, hq, fp8, topk, sm_count=sm, compute_capability=cc)
+    if match in ("fp8", "bf16", "SM90 only", "SM90 and SM100"):
+        assert "num_sm_parts" in str(e.value)
+
+
+def test_get_mla_metadata_on_cpu_assumes_h100():
+    lens = np.random.default_rng().integers(1, 9000, 32).astype(np.int32)
+    cpu = jax.devices("cpu")[0]
+    got = mm.get_mla_metadata(jax.device_put(lens, cpu), 16, 1, device=cpu)
+    assert got[0].shape == (132, 8)
+    assert_same(tuple(np.asarray(v) for v in got), ref(lens, 132))
+    got = mm.get_mla_metadata(jax.device_put(lens, cpu), 128, 1, 128, True, 2048, device=cpu)
+    assert_same(tuple(np.asarray(v) for v in got), ref(lens, 66, 2048))
+    got = mm.get_mla_metadata(jax.device_put(lens, cpu), 128, 1, 128, True, 2048, device=cpu, num_sm_parts=7)
+    assert got[0].shape == (7, 8)
+
+
+def test_plan_on_cpu():
+    p = mm.plan(16384, 66, device=jax.devices("cpu")[0])
+    assert p.kernel == "cpu" and p.smem_bytes == mm.smem_bytes(16384, 66)
+    assert p.max_smem_rows > 11622   # needs less shared memory per row than the original's 20 bytes
+    assert mm.smem_bytes(p.max_smem_rows, 66) <= 232448 < mm.smem_bytes(p.max_smem_rows + 1, 66)
+
+
+def test_shapes_under_jit_and_eval_shape():
+    out = jax.eval_shape(lambda s: mm.schedule(s, num_sm_parts=7), jax.ShapeDtypeStruct((3, 100), jnp.int32))
+    assert out[0].shape == (3, 7, 8) and out[1].shape == (3, 101)
+    assert out[0].dtype == jnp.int32 and out[1].dtype == jnp.int32
+
+
+def test_jaxpr_shows_named_primitive():
+    jaxpr = jax.make_jaxpr(lambda s: mm.schedule(s, num_sm_parts=3))(s32(1, 2))
+    assert "jax_mla_meta_schedule" in str(jaxpr)
+
+
+def test_invalid_call_leaves_later_calls_working():
+    with pytest.raises(TypeError):
+        mm.schedule(np.ones(3, np.float64), num_sm_parts=2)
+    lens = np.array([5, 600, 70000], np.int32)
+    assert_same(tuple(np.asarray(v) for v in mm.schedule(jnp.asarray(lens), num_sm_parts=4)), ref(lens, 4))

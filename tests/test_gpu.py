@@ -1,0 +1,74 @@
+"""CUDA-only checks: kernel selection at the threshold, both kernels against each other, large B."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import jax_mla_meta as mm
+from conftest import assert_same, need_gpus, ref
+from jax_mla_meta import workloads
+
+
+def run(dev, lens, P, topk=None, kernel="auto"):
+    x = jax.device_put(np.asarray(lens, np.int32), dev)
+    meta, splits = jax.jit(lambda s: mm.schedule(s, num_sm_parts=P, topk=topk, kernel=kernel))(x)
+    return np.asarray(meta), np.asarray(splits)
+
+
+def test_plan_reads_the_device_limit():
+    dev = need_gpus(1)[0]
+    p = mm.plan(1000, 132, device=dev)
+    assert p.optin_limit is not None and p.optin_limit >= 48 * 1024
+    assert p.kernel == "smem"
+    big = mm.plan(p.max_smem_rows + 1, 132, device=dev)
+    assert big.kernel == "low_smem" and big.smem_bytes > big.optin_limit
+    assert mm.plan(p.max_smem_rows, 132, device=dev).kernel == "smem"
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse"])
+def test_auto_on_both_sides_of_the_threshold(mode):
+    dev = need_gpus(1)[0]
+    P = 132 if mode == "dense" else 66
+    topk = 2048 if mode == "sparse" else None
+    edge = mm.plan(0, P, device=dev).max_smem_rows
+    for B in (edge, edge + 1):
+        lens = workloads.lengths("causal", B, seed=B)
+        want = ref(lens, P, topk)
+        assert_same(run(dev, lens, P, topk, "auto"), want, f"auto B={B}")
+        assert_same(run(dev, lens, P, topk, "low_smem"), want, f"low_smem B={B}")
+    assert_same(run(dev, lens[:edge], P, topk, "smem"), ref(lens[:edge], P, topk), f"smem B={edge}")
+    with pytest.raises(ValueError, match="smem"):
+        mm.schedule(jax.device_put(lens, dev), num_sm_parts=P, kernel="smem")
+
+
+@pytest.mark.parametrize("w", workloads.spec_workloads(), ids=lambda w: w.label.replace(" ", "_"))
+def test_spec_workloads_every_kernel(w):
+    """Every workload of SPEC.md section 6: each kernel that can run, bit-identical to the reference."""
+    dev = need_gpus(1)[0]
+    lens = w.seqlens(seed=1)
+    want = ref(lens, w.num_sm_parts, w.topk)
+    for kernel in ("auto", "smem", "low_smem"):
+        p = mm.plan(w.B, w.num_sm_parts, kernel=kernel, device=dev)
+        if p.kernel == "error":
+            continue
+        assert_same(run(dev, lens, w.num_sm_parts, w.topk, kernel), want, f"{w.label} {kernel}")
+
+
+def test_fallback_million_rows_random():
+    dev = need_gpus(1)[0]
+    rng = np.random.default_rng()
+    lens = rng.integers(-10, 300_000, 1 << 20).astype(np.int32)
+    for P, topk in ((132, None), (4096, None), (66, 2048)):
+        assert_same(run(dev, lens, P, topk, "low_smem"), ref(lens, P, topk), f"1M P={P} topk={topk}")
+
+
+def test_many_parts():
+    dev = need_gpus(1)[0]
+    rng = np.random.default_rng()
+    for B, P in ((3000, 4096), (100_000, 4096), (50, 20_000)):
+        lens = rng.integers(0, 5000, B).astype(np.int32)
+        want = ref(lens, P)
+        for kernel in ("auto", "low_smem"):
+            assert_same(run(dev, lens, P, None, kernel), want, f"B={B} P={P} {kernel}")
