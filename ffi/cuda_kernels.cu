@@ -310,8 +310,7 @@ __device__ __forceinline__ void write_splits_range(int32_t* splits, int64_t k0, 
 
 // =============================== the "smem" kernel ===============================
 __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
-  extern __shared__ __align__(16) uint8_t smem[];
-  __shared__ int64_t scan_buf[33];
+  extern __shared__ __align__(16) uint8_t smem[];   // the kernel uses no static shared memory
   const int64_t g = a.batch0 + blockIdx.x;
   const int64_t B = a.B;
   const int P = a.c.num_parts;
@@ -326,6 +325,7 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
   int64_t* gbase = reinterpret_cast<int64_t*>(smem + al16(4 * (B + 1)));
   PartRecord* rec = reinterpret_cast<PartRecord*>(smem + al16(4 * (B + 1)) + al16(8 * (groups + 1)));
   int32_t* cut_rows = reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(rec) + al16(kPartRecordBytes * P));
+  int64_t* scan_buf = reinterpret_cast<int64_t*>(reinterpret_cast<uint8_t*>(cut_rows) + al16(4 * P));  // 33
 
   if (n == 0) {
     write_empty_meta(meta, P);

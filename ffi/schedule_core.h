@@ -96,7 +96,7 @@ inline void schedule_sequential(const int32_t* seqlens, int64_t n, int64_t B, co
 constexpr int kGroupLog = 5;                       // 32 rows per group
 constexpr int kGroup = 1 << kGroupLog;
 constexpr int64_t kPartRecordBytes = 32;           // see PartRecords in cuda_kernels.cu
-constexpr int64_t kSmemFixedBytes = 64;            // block-wide scalars
+constexpr int64_t kSmemFixedBytes = 272;           // the block-scan buffer (33 int64)
 
 inline int64_t smem_bytes(int64_t B, int64_t P) {
   const int64_t groups = (B + 1 + kGroup - 1) / kGroup;
