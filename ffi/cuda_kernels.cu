@@ -113,10 +113,12 @@ __device__ T block_inclusive(T v, T* buf, T* total) {
 }
 
 // ---- tape accessors: S(i) for 0 <= i <= n ----
-struct SmemTape {   // groups of 32 rows: 32-bit offset in the group + int64 group base
+struct SmemTape {   // groups of 32 rows: 31-bit offset in the group (bit 31: length == 0) + int64 group base
   const uint32_t* rel;
   const int64_t* base;
-  __device__ __forceinline__ int64_t operator()(int64_t i) const { return base[i >> kGroupLog] + rel[i]; }
+  __device__ __forceinline__ int64_t operator()(int64_t i) const {
+    return base[i >> kGroupLog] + (rel[i] & 0x7fffffffu);
+  }
 };
 struct GlobalTape { // tiles of 2048 rows: int64 offset in the tile + int64 tile base
   const int64_t* local;
@@ -136,17 +138,21 @@ __device__ int64_t upper_row(const Tape& S, int64_t lo, int64_t hi, int64_t x) {
   return lo;
 }
 
-// Fill row_lo and its band (S(row_lo), S(row_lo + 1)) for part q.
+// Fill row_lo and its band (S at row_lo, row_lo + 1, row_lo + 2; kInf past the tape) for part q.
+// The third value is kept in the cut/run slot until the walker has read it.
 template <typename Tape>
 __device__ void set_row_lo(PartRecord* rec, int q, int64_t r, const Tape& S, int64_t n, int64_t total) {
+  int64_t* third = reinterpret_cast<int64_t*>(&rec[q].cut);
   if (r >= n) {
     rec[q].row_lo = static_cast<int32_t>(n);
     rec[q].E = total;
     rec[q].Sr = kInf;
+    *third = kInf;
   } else {
     rec[q].row_lo = static_cast<int32_t>(r);
     rec[q].E = S(r);
     rec[q].Sr = S(r + 1);
+    *third = r + 2 <= n ? S(r + 2) : kInf;
   }
 }
 
@@ -165,13 +171,14 @@ __device__ void walk_parts(PartRecord* rec, const Tape& S, int P, int64_t n, int
       r = rec[q].row_lo;
       sr = rec[q].E;
       sr1 = rec[q].Sr;
+      sr2 = *reinterpret_cast<const int64_t*>(&rec[q].cut);   // S(row_lo + 2), or kInf past the end
       pos = F + (q + 1) * Q + D;
       while (pos >= sr1) {   // D moved us past row_lo: step forward (rare, short)
         ++r;
         sr = sr1;
-        sr1 = r + 1 <= n ? S(r + 1) : kInf;
+        sr1 = sr2;
+        sr2 = r + 2 <= n ? S(r + 2) : kInf;
       }
-      sr2 = r + 2 <= n ? S(r + 2) : kInf;
     }
     int p = base;   // parts below p in this window are final
     while (true) {
@@ -205,7 +212,9 @@ __device__ void walk_parts(PartRecord* rec, const Tape& S, int P, int64_t n, int
 
 // After the walker: per-part cut flags and split runs (two block scans), the compact list of cut rows,
 // and every row of tile_scheduler_metadata. Returns the number of cuts. Contains __syncthreads.
-__device__ int finish_parts(PartRecord* rec, int32_t* cut_rows, int32_t* meta, const int32_t* lens, int P,
+// `last_blk(row)` gives end_block for a part that ends on the boundary after `row`.
+template <typename LastBlk>
+__device__ int finish_parts(PartRecord* rec, int32_t* cut_rows, int32_t* meta, const LastBlk& last_blk, int P,
                             int64_t n, const Config& c, int64_t* scan_buf) {
   const int64_t F = c.overhead;
   int64_t carry_sum = 0, carry_max = 0;
@@ -257,13 +266,13 @@ __device__ int finish_parts(PartRecord* rec, int32_t* cut_rows, int32_t* meta, c
     }
     if (me.r >= n) {
       row[2] = static_cast<int32_t>(n - 1);
-      row[3] = last_block(c.topk >= 0 ? c.topk : lens[n - 1], c.block_size_n);
+      row[3] = last_blk(n - 1);
     } else if (me.cut) {
       row[2] = me.r;
       row[3] = static_cast<int32_t>(me.E - me.Sr - F);
     } else {   // me.r >= 1 here: E >= F + Q > F, so row 0 cannot end a part on its window
       row[2] = me.r - 1;
-      row[3] = last_block(c.topk >= 0 ? c.topk : lens[me.r - 1], c.block_size_n);
+      row[3] = last_blk(me.r - 1);
     }
     int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
     dst[0] = make_int4(row[0], row[1], row[2], row[3]);
@@ -280,31 +289,24 @@ __device__ void write_empty_meta(int32_t* meta, int P) {
   }
 }
 
-// num_splits for positions [k0, k1): splits[0] = 0, splits[i + 1] = i + 1 + #cuts in rows <= i (i < n),
-// then n + C. `cuts` is sorted.
-__device__ __forceinline__ void write_splits_range(int32_t* splits, int64_t k0, int64_t k1, int64_t n,
-                                                   const int32_t* cuts, int C) {
+// num_splits: splits[0] = 0, splits[i + 1] = i + 1 + #cuts in rows <= i (i < n), then n + C (cuts sorted).
+// num_splits for positions [k0, k1) by one warp, 32 consecutive positions per store (coalesced).
+__device__ __forceinline__ void warp_write_splits(int32_t* splits, int64_t k0, int64_t k1, int64_t n,
+                                                  const int32_t* cuts, int C) {
+  const int lane = threadIdx.x & 31;
   if (k0 >= k1) return;
-  // first cut index with row > k0 - 1
-  int lo = 0, hi = C;
-  const int64_t i0 = k0 - 1;
+  int lo = 0, hi = C;   // cuts with row <= k0 - 1
   while (lo < hi) {
     const int mid = (lo + hi) >> 1;
-    if (cuts[mid] <= i0) lo = mid + 1; else hi = mid;
+    if (cuts[mid] <= k0 - 1) lo = mid + 1; else hi = mid;
   }
-  int idx = lo;
-  for (int64_t k = k0; k < k1; ++k) {
-    const int64_t i = k - 1;
-    int64_t v;
-    if (k == 0) {
-      v = 0;
-    } else if (i < n) {
-      while (idx < C && cuts[idx] <= i) ++idx;
-      v = i + 1 + idx;
-    } else {
-      v = n + C;
-    }
-    splits[k] = static_cast<int32_t>(v);
+  int idx0 = lo;
+  for (int64_t base = k0; base < k1; base += 32) {
+    const int64_t k = base + lane, i = k - 1;
+    int cnt = idx0;
+    while (cnt < C && cuts[cnt] <= i) ++cnt;   // cuts are sparse: usually no step
+    if (k < k1) splits[k] = static_cast<int32_t>(k == 0 ? 0 : (i < n ? i + 1 + cnt : n + C));
+    idx0 = __shfl_sync(kFull, cnt, 31);
   }
 }
 
@@ -334,21 +336,30 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
   }
   // Phase A: costs -> 32-bit offsets inside groups of 32 rows, group sums.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  for (int64_t g0 = warp; g0 < groups; g0 += 4 * nwarps) {
-    int64_t cost[4];
+  constexpr int kUnroll = 8;   // independent loads in flight per thread
+  for (int64_t g0 = warp; g0 < groups; g0 += kUnroll * nwarps) {
+    int32_t len[kUnroll];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int64_t gi = g0 + u * nwarps;
-      cost[u] = gi < groups ? row_cost(lens, gi * kGroup + lane, n, c) : 0;
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = (g0 + u * nwarps) * kGroup + lane;
+      len[u] = i < n ? (c.topk >= 0 ? c.topk : __ldg(lens + i)) : 1;
+    }
+    int64_t cost[kUnroll];
+    bool zero[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = (g0 + u * nwarps) * kGroup + lane;
+      cost[u] = i < n ? num_blocks(len[u], c.block_size_n) + c.overhead : 0;
+      zero[u] = i < n && len[u] == 0;
     }
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
+    for (int u = 0; u < kUnroll; ++u) {
       const int64_t gi = g0 + u * nwarps;
       const uint32_t v = static_cast<uint32_t>(cost[u]);   // < 2^26 each, < 2^31 per group
       const uint32_t incl = warp_inclusive_sum(v);
       if (gi < groups) {
         const int64_t i = gi * kGroup + lane;
-        if (i <= B) rel[i] = incl - v;
+        if (i <= B) rel[i] = (incl - v) | (zero[u] ? 0x80000000u : 0u);
         if (lane == 31) gbase[gi] = incl;
       }
     }
@@ -380,24 +391,28 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
   // Phase C: the walker.
   if (warp == 0) walk_parts(rec, S, P, n, Q, F);
   __syncthreads();
-  // Phase D: metadata rows and cut rows.
-  const int C = finish_parts(rec, cut_rows, meta, lens, P, n, c, scan_buf);
+  // Phase D: metadata rows and cut rows (end_block of a row from the tape and its zero-length flag).
+  auto last_blk = [&](int64_t r) -> int32_t {
+    return (rel[r] >> 31) ? 0 : static_cast<int32_t>(S(r + 1) - S(r) - F);
+  };
+  const int C = finish_parts(rec, cut_rows, meta, last_blk, P, n, c, scan_buf);
   __syncthreads();
-  // Phase E: num_splits, each thread a contiguous run of positions.
-  const int64_t per = (B + 1 + blockDim.x - 1) / blockDim.x;
-  const int64_t k0 = threadIdx.x * per;
-  write_splits_range(splits, k0, imin64(k0 + per, B + 1), n, cut_rows, C);
+  // Phase E: num_splits, each warp a contiguous segment, coalesced stores.
+  const int64_t per = (B + 1 + nwarps - 1) / nwarps;
+  const int64_t k0 = warp * per;
+  warp_write_splits(splits, k0, imin64(k0 + per, B + 1), n, cut_rows, C);
 }
 
 // =============================== the "low_smem" kernels ===============================
 constexpr int kLowThreads = 256;
+constexpr int kStageParts = 1024;   // part records staged in shared memory by the last block (32 KiB)
 
 struct Slice {
-  int64_t* local;
-  int64_t* tile_off;
+  int64_t* local;      // [B + 1] in-tile exclusive offsets
+  int64_t* tile_off;   // [tiles + 1]: exclusive offsets of the tiles, written by K2
   PartRecord* rec;
   int32_t* cut_rows;
-  int64_t* scal;   // [0] total, [1] Q, [2] n, [3] C
+  int64_t* scal;       // [0] total, [1] Q, [2] n, [3] C
   unsigned* counters;
 };
 
@@ -406,6 +421,11 @@ __device__ __forceinline__ Slice slice(const Args& a, int64_t g) {
   return Slice{reinterpret_cast<int64_t*>(b + a.lay.local), reinterpret_cast<int64_t*>(b + a.lay.tile_off),
                reinterpret_cast<PartRecord*>(b + a.lay.parts), reinterpret_cast<int32_t*>(b + a.lay.cut_rows),
                reinterpret_cast<int64_t*>(b + a.lay.scalars), reinterpret_cast<unsigned*>(b + a.lay.counters)};
+}
+
+// K1's per-tile sums (read by every K2 block).
+__device__ __forceinline__ int64_t* tile_sums(const Args& a, int64_t g) {
+  return reinterpret_cast<int64_t*>(a.ws + g * a.ws_stride + a.lay.tile_sum);
 }
 
 // Returns true in exactly one block per batch: the last to finish (all earlier writes visible to it).
@@ -419,10 +439,9 @@ __device__ bool last_block_done(unsigned* counter, unsigned nblocks) {
   return is_last;
 }
 
-// K1: per tile of 2048 positions, in-tile exclusive offsets and the tile sum; the last tile block scans the
-// tile sums into tile_off and computes total and Q.
+// K1: per tile of 2048 positions, in-tile exclusive offsets and the tile sum. Fully parallel. Block 0 also
+// clears K2's completion counter (K2 starts only after K1 has finished, in stream order).
 __global__ void __launch_bounds__(kLowThreads) tile_scan_kernel(const Args a) {
-  __shared__ int64_t scan_buf[33];
   __shared__ int64_t warp_tot[kLowThreads / 32];
   const int64_t g = a.batch0 + blockIdx.y;
   const Slice s = slice(a, g);
@@ -430,6 +449,7 @@ __global__ void __launch_bounds__(kLowThreads) tile_scan_kernel(const Args a) {
   const int32_t* lens = a.seqlens + g * B;
   const int64_t t = blockIdx.x, tile0 = t * kTile;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (t == 0 && threadIdx.x == 0) s.counters[1] = 0;
   constexpr int kPerWarp = kTile / (kLowThreads / 32);   // 256 positions per warp
   const int64_t w0 = tile0 + warp * kPerWarp;
   int64_t cost[kPerWarp / 32];
@@ -455,43 +475,47 @@ __global__ void __launch_bounds__(kLowThreads) tile_scan_kernel(const Args a) {
   if (threadIdx.x == 0) {
     int64_t tot = 0;
     for (int w = 0; w < kLowThreads / 32; ++w) tot += warp_tot[w];
-    s.tile_off[t] = tot;
-  }
-  const unsigned nt = gridDim.x;
-  if (!last_block_done(&s.counters[0], nt)) return;
-  int64_t carry = 0;
-  for (int64_t c0 = 0; c0 < nt; c0 += blockDim.x) {
-    const int64_t k = c0 + threadIdx.x;
-    const int64_t v = k < nt ? __ldcg(s.tile_off + k) : 0;
-    int64_t tot;
-    const int64_t incl = block_inclusive<false>(v, scan_buf, &tot);
-    if (k < nt) s.tile_off[k] = carry + incl - v;
-    carry += tot;
-  }
-  if (threadIdx.x == 0) {
-    s.tile_off[nt] = carry;
-    s.scal[0] = carry;                                         // total
-    s.scal[1] = n > 0 ? ceil_div(carry, a.c.num_parts) : 0;    // Q
-    s.scal[2] = n;
+    tile_sums(a, g)[t] = tot;
   }
 }
 
-// K2: each tile block finds the rows holding the lo_q that fall in its tile (tile copied to shared memory);
-// the last block runs the walker and writes tile_scheduler_metadata.
+// K2: every block reduces the tile sums itself (its tile's offset and the total), so no serial scan is
+// needed; blocks whose tile holds some lo_q find those rows in a shared-memory copy of the tile. The last
+// block stages the part records in shared memory, runs the walker and writes tile_scheduler_metadata.
 __global__ void __launch_bounds__(kLowThreads) part_search_kernel(const Args a) {
-  __shared__ int64_t tile_s[kTile];
+  __shared__ __align__(16) uint8_t stage[kStageParts * sizeof(PartRecord)];   // tile copy, then part records
   __shared__ int64_t scan_buf[33];
+  int64_t* tile_s = reinterpret_cast<int64_t*>(stage);
   const int64_t g = a.batch0 + blockIdx.y;
   const Slice s = slice(a, g);
-  const int64_t B = a.B;
+  const int64_t B = a.B, n = clamp_valid(a, g);
   const int P = a.c.num_parts;
   const int64_t F = a.c.overhead;
-  const int64_t total = __ldcg(s.scal + 0), Q = __ldcg(s.scal + 1), n = __ldcg(s.scal + 2);
-  const GlobalTape S{s.local, s.tile_off};
-  const int64_t t = blockIdx.x, tile0 = t * kTile;
+  const int64_t* sums = tile_sums(a, g);
+  const int64_t t = blockIdx.x, nt = gridDim.x, tile0 = t * kTile;
+  // offset of this tile and the total, from all tile sums
+  int64_t before = 0, all = 0;
+  for (int64_t k = threadIdx.x; k < nt; k += blockDim.x) {
+    const int64_t v = __ldcg(sums + k);
+    all += v;
+    if (k < t) before += v;
+  }
+  int64_t total;
+  block_inclusive<false>(before, scan_buf, &before);   // block totals
+  block_inclusive<false>(all, scan_buf, &total);
+  const int64_t Q = n > 0 ? ceil_div(total, P) : 0;
+  const int64_t a0 = before, a1 = before + __ldcg(sums + t);
+  if (threadIdx.x == 0) {
+    s.tile_off[t] = a0;
+    if (t == nt - 1) s.tile_off[nt] = total;
+    if (t == 0) {
+      s.scal[0] = total;
+      s.scal[1] = Q;
+      s.scal[2] = n;
+    }
+  }
   if (n > 0) {
-    const int64_t a0 = __ldcg(s.tile_off + t), a1 = __ldcg(s.tile_off + t + 1);
-    // parts q with a0 <= lo_q < a1 (and lo_q < total): lo_q = F + (q+1) Q
+    // parts q with a0 <= lo_q < a1 (lo_q = F + (q + 1) Q), lo_q < total
     int64_t qa = a0 - F <= 0 ? 0 : ceil_div(a0 - F, Q) - 1;
     int64_t qb = a1 - F <= 0 ? 0 : ceil_div(a1 - F, Q) - 1;
     qa = qa < 0 ? 0 : qa;
@@ -500,33 +524,63 @@ __global__ void __launch_bounds__(kLowThreads) part_search_kernel(const Args a) 
       const int64_t rows = imin64(kTile, n - tile0);   // search rows [tile0, tile0 + rows)
       for (int k = threadIdx.x; k < rows; k += blockDim.x) tile_s[k] = __ldcg(s.local + tile0 + k);
       __syncthreads();
+      // S for rows of this tile and the next (the band may cross into it; its offset is a1)
+      auto S_near = [&](int64_t i) -> int64_t {
+        if (i >= n) return i == n ? total : kInf;
+        return i < tile0 + kTile ? a0 + tile_s[i - tile0] : a1 + __ldcg(s.local + i);
+      };
       for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
-        const int64_t lo = F + (q + 1) * Q;
-        if (lo >= total) continue;
-        const int64_t x = lo - a0;
+        const int64_t x = F + (q + 1) * Q - a0;
         int lo_i = 0, hi_i = static_cast<int>(rows);
         while (hi_i - lo_i > 1) {
           const int mid = (lo_i + hi_i) >> 1;
           if (tile_s[mid] <= x) lo_i = mid; else hi_i = mid;
         }
-        set_row_lo(s.rec, static_cast<int>(q), tile0 + lo_i, S, n, total);
+        const int64_t r = tile0 + lo_i;
+        PartRecord& rq = s.rec[q];
+        rq.row_lo = static_cast<int32_t>(r);
+        rq.E = S_near(r);
+        rq.Sr = S_near(r + 1);
+        *reinterpret_cast<int64_t*>(&rq.cut) = S_near(r + 2);   // third band value, until the walker
       }
     }
     if (t == 0) {   // parts whose lo_q is past the end of the tape
       const int64_t qt = total - F <= 0 ? 0 : ceil_div(total - F, Q) - 1;
-      for (int64_t q = imax64(qt, 0) + threadIdx.x; q < P; q += blockDim.x) set_row_lo(s.rec, q, n, S, n, total);
+      for (int64_t q = imax64(qt, 0) + threadIdx.x; q < P; q += blockDim.x) {
+        PartRecord& rq = s.rec[q];
+        rq.row_lo = static_cast<int32_t>(n);
+        rq.E = total;
+        rq.Sr = kInf;
+        *reinterpret_cast<int64_t*>(&rq.cut) = kInf;
+      }
     }
   }
-  if (!last_block_done(&s.counters[1], gridDim.x)) return;
+  if (!last_block_done(&s.counters[1], nt)) return;
   int32_t* meta = a.meta + g * P * 8;
   if (n == 0) {
     write_empty_meta(meta, P);
     if (threadIdx.x == 0) s.scal[3] = 0;
     return;
   }
-  if ((threadIdx.x >> 5) == 0) walk_parts(s.rec, S, P, n, Q, F);
+  PartRecord* rec = s.rec;
+  if (P <= kStageParts) {   // stage the records: the walker and finish_parts then touch only shared memory
+    __syncthreads();
+    PartRecord* st = reinterpret_cast<PartRecord*>(stage);
+    const int4* src = reinterpret_cast<const int4*>(s.rec);
+    int4* dst = reinterpret_cast<int4*>(st);
+    for (int k = threadIdx.x; k < P * 2; k += blockDim.x) dst[k] = __ldcg(src + k);
+    rec = st;
+    __syncthreads();
+  }
+  const GlobalTape S{s.local, s.tile_off};
+  if ((threadIdx.x >> 5) == 0) walk_parts(rec, S, P, n, Q, F);
   __syncthreads();
-  const int C = finish_parts(s.rec, s.cut_rows, meta, a.seqlens + g * B, P, n, a.c, scan_buf);
+  const int32_t* lens = a.seqlens + g * B;
+  const Config c = a.c;
+  auto last_blk = [&](int64_t r) -> int32_t {
+    return last_block(c.topk >= 0 ? c.topk : __ldg(lens + r), c.block_size_n);
+  };
+  const int C = finish_parts(rec, s.cut_rows, meta, last_blk, P, n, c, scan_buf);
   if (threadIdx.x == 0) s.scal[3] = C;
 }
 
@@ -547,8 +601,9 @@ __global__ void __launch_bounds__(kLowThreads) splits_kernel(const Args a) {
     cuts = cuts_s;
   }
   int32_t* splits = a.splits + g * (B + 1);
-  const int64_t k0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kSplitsPerThread;
-  write_splits_range(splits, k0, imin64(k0 + kSplitsPerThread, B + 1), n, cuts, C);
+  constexpr int64_t kPerWarp = 32 * kSplitsPerThread;
+  const int64_t k0 = (static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kPerWarp;
+  warp_write_splits(splits, k0, imin64(k0 + kPerWarp, B + 1), n, cuts, C);
 }
 
 // =============================== host side ===============================
@@ -609,10 +664,6 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
       if ((err = cudaFuncSetAttribute(mla_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin)))
         return cuda_error("raising the shared-memory limit", err);
     }
-  } else {
-    // zero the completion counters of every batch slice
-    if ((err = cudaMemset2DAsync(a.ws + a.lay.counters, a.ws_stride, 0, 16, sh.G, stream)))
-      return cuda_error("clearing counters", err);
   }
   const int64_t nt = num_tiles(sh.B);
   const int64_t split_blocks = ceil_div(sh.B + 1, int64_t(kLowThreads) * kSplitsPerThread);

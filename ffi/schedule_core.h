@@ -23,7 +23,8 @@ constexpr int64_t kMaxRows = (1LL << 31) - 1;   // B + num_sm_parts + 1 must sta
 
 // Number of KV blocks a row of length `len` costs: a zero or negative length still costs one block.
 MLA_HD int64_t num_blocks(int32_t len, int32_t block_size_n) {
-  return len <= 1 ? 1 : static_cast<int64_t>(len - 1) / block_size_n + 1;
+  // len - 1 fits in 32 bits here; an unsigned 32-bit division is much cheaper than a 64-bit one on GPUs.
+  return len <= 1 ? 1 : static_cast<int64_t>(static_cast<uint32_t>(len - 1) / static_cast<uint32_t>(block_size_n)) + 1;
 }
 
 // end_block written when a part ends on the boundary after row `len` (SPEC: 0 when the length is 0).
@@ -112,11 +113,12 @@ constexpr int kTile = 1 << kTileLog;
 
 struct WorkspaceLayout {   // offsets in bytes inside one batch's slice
   int64_t local;           // int64 [B + 1]: S_i minus S at the start of i's tile
-  int64_t tile_off;        // int64 [tiles + 1]: tile sums, then their exclusive scan
+  int64_t tile_off;        // int64 [tiles + 1]: exclusive scan of the tile sums
+  int64_t tile_sum;        // int64 [tiles]: sum of the costs in each tile
   int64_t parts;           // PartRecords [P]
   int64_t cut_rows;        // int32 [P]
   int64_t scalars;         // int64 [8]: total, Q, n, cut count, ...
-  int64_t counters;        // uint32 [4]: completion counters, zeroed before each call
+  int64_t counters;        // uint32 [4]: completion counters (K1 clears the one K2 uses)
   int64_t bytes;           // size of one batch's slice (multiple of 256)
 };
 
@@ -128,6 +130,7 @@ inline WorkspaceLayout workspace_layout(int64_t B, int64_t P) {
   int64_t o = 0;
   w.local = o;    o = align(o + 8 * (B + 1));
   w.tile_off = o; o = align(o + 8 * (num_tiles(B) + 1));
+  w.tile_sum = o; o = align(o + 8 * num_tiles(B));
   w.parts = o;    o = align(o + kPartRecordBytes * P);
   w.cut_rows = o; o = align(o + 4 * P);
   w.scalars = o;  o = align(o + 8 * 8);
