@@ -48,7 +48,7 @@ def check_api_version(module_name: str, built: tuple[int, int], runtime: tuple[i
     if tuple(built) > tuple(runtime):
         raise ImportError(
             f"jax_mla_meta.{module_name} was compiled against XLA FFI API {built[0]}.{built[1]}, but the running "
-            f"jaxlib {jax.lib.version_str if hasattr(jax.lib, 'version_str') else ''} provides "
+            f"jaxlib {getattr(jax.lib, '__version__', '?')} provides "
             f"{runtime[0]}.{runtime[1]}. Rebuild against this jaxlib: "
             "`python -m pip install --no-build-isolation --force-reinstall --no-deps .` "
             "(or upgrade jax/jaxlib to the version it was built with)."

@@ -36,7 +36,7 @@ class Workload:
 
 def _causal_expanded(B: int, rng: np.random.Generator, clamp: int | None) -> np.ndarray:
     """Rows of requests with KV length L and q new tokens: L-q+1 .. L (one row per query token)."""
-    out = []
+    out = [np.zeros(0, dtype=np.int64)]
     left = B
     while left > 0:
         q = int(min(left, rng.integers(1, max(2, B // 4) + 1)))
