@@ -45,6 +45,19 @@ struct PartRecord {
 };
 static_assert(sizeof(PartRecord) == kPartRecordBytes, "PartRecord size must match schedule_core.h");
 
+// Optional phase timestamps (build with -DMLA_PHASE_TIMING): thread 0 stores clock64() at phase ends into
+// the first 64 bytes of the batch's workspace slice (benchmarks/phase_timing.py reads them).
+#ifdef MLA_PHASE_TIMING
+#define MLA_STAMP(ws, k) \
+  do {                   \
+    if (threadIdx.x == 0) reinterpret_cast<long long*>(ws)[k] = clock64(); \
+  } while (0)
+#else
+#define MLA_STAMP(ws, k) \
+  do {                   \
+  } while (0)
+#endif
+
 struct Args {
   const int32_t* seqlens;
   const int32_t* num_valid;
@@ -334,6 +347,8 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
     for (int64_t k = threadIdx.x; k <= B; k += blockDim.x) splits[k] = 0;
     return;
   }
+  uint8_t* ws_g = a.ws + g * a.ws_stride;
+  MLA_STAMP(ws_g, 0);
   // Phase A: costs -> 32-bit offsets inside groups of 32 rows, group sums.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   constexpr int kUnroll = 8;   // independent loads in flight per thread
@@ -381,6 +396,7 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
   const int64_t total = S(n);
   const int64_t F = c.overhead;
   const int64_t Q = ceil_div(total, P);
+  MLA_STAMP(ws_g, 1);
   // Phase B: the row holding each lo_q.
   for (int q = threadIdx.x; q < P; q += blockDim.x) {
     const int64_t lo = F + (q + 1) * Q;
@@ -388,19 +404,26 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
     set_row_lo(rec, q, r, S, n, total);
   }
   __syncthreads();
+  MLA_STAMP(ws_g, 2);
   // Phase C: the walker.
   if (warp == 0) walk_parts(rec, S, P, n, Q, F);
   __syncthreads();
+  MLA_STAMP(ws_g, 3);
   // Phase D: metadata rows and cut rows (end_block of a row from the tape and its zero-length flag).
   auto last_blk = [&](int64_t r) -> int32_t {
     return (rel[r] >> 31) ? 0 : static_cast<int32_t>(S(r + 1) - S(r) - F);
   };
   const int C = finish_parts(rec, cut_rows, meta, last_blk, P, n, c, scan_buf);
   __syncthreads();
+  MLA_STAMP(ws_g, 4);
   // Phase E: num_splits, each warp a contiguous segment, coalesced stores.
   const int64_t per = (B + 1 + nwarps - 1) / nwarps;
   const int64_t k0 = warp * per;
   warp_write_splits(splits, k0, imin64(k0 + per, B + 1), n, cut_rows, C);
+#ifdef MLA_PHASE_TIMING
+  __syncthreads();
+#endif
+  MLA_STAMP(ws_g, 5);
 }
 
 // =============================== the "low_smem" kernels ===============================
