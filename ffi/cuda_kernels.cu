@@ -303,24 +303,57 @@ __device__ void write_empty_meta(int32_t* meta, int P) {
 }
 
 // num_splits: splits[0] = 0, splits[i + 1] = i + 1 + #cuts in rows <= i (i < n), then n + C (cuts sorted).
-// num_splits for positions [k0, k1) by one warp, 32 consecutive positions per store (coalesced).
-__device__ __forceinline__ void warp_write_splits(int32_t* splits, int64_t k0, int64_t k1, int64_t n,
-                                                  const int32_t* cuts, int C) {
-  const int lane = threadIdx.x & 31;
+// Positions k0, k0 + stride, ... < k1, one thread each (coalesced across threads). Each thread keeps a
+// cursor into the sorted cut rows that only moves forward, so a position costs a compare, not a search.
+__device__ __forceinline__ void write_splits_strided(int32_t* splits, int64_t k0, int64_t k1, int64_t stride,
+                                                     int64_t n, const int32_t* cuts, int C) {
   if (k0 >= k1) return;
-  int lo = 0, hi = C;   // cuts with row <= k0 - 1
+  int lo = 0, hi = C;   // number of cuts with row <= k0 - 1
   while (lo < hi) {
     const int mid = (lo + hi) >> 1;
     if (cuts[mid] <= k0 - 1) lo = mid + 1; else hi = mid;
   }
-  int idx0 = lo;
-  for (int64_t base = k0; base < k1; base += 32) {
-    const int64_t k = base + lane, i = k - 1;
-    int cnt = idx0;
-    while (cnt < C && cuts[cnt] <= i) ++cnt;   // cuts are sparse: usually no step
-    if (k < k1) splits[k] = static_cast<int32_t>(k == 0 ? 0 : (i < n ? i + 1 + cnt : n + C));
-    idx0 = __shfl_sync(kFull, cnt, 31);
+  int cnt = lo;
+  int64_t next = cnt < C ? cuts[cnt] : INT64_MAX;
+#pragma unroll 4
+  for (int64_t k = k0; k < k1; k += stride) {
+    const int64_t i = k - 1;
+    while (next <= i) {   // rare: a cut row between this position and the previous one
+      ++cnt;
+      next = cnt < C ? cuts[cnt] : INT64_MAX;
+    }
+    splits[k] = static_cast<int32_t>(k == 0 ? 0 : (i < n ? i + 1 + cnt : n + C));
   }
+}
+
+// Copy lens[0, n) into shared memory: 16-byte loads for the aligned body, all issued before any is stored.
+__device__ __forceinline__ void stage_lengths(int32_t* dst, const int32_t* src, int64_t n) {
+  const int64_t mis = (reinterpret_cast<uintptr_t>(src) & 15) / 4;
+  const int64_t head = imin64(n, mis ? 4 - mis : 0);
+  if (threadIdx.x < head) dst[threadIdx.x] = __ldg(src + threadIdx.x);
+  const int64_t nvec = (n - head) / 4;
+  const int4* s4 = reinterpret_cast<const int4*>(src + head);
+  constexpr int kU = 8;
+  for (int64_t v0 = threadIdx.x; v0 < nvec; v0 += kU * blockDim.x) {
+    int4 x[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int64_t v = v0 + u * blockDim.x;
+      if (v < nvec) x[u] = __ldg(s4 + v);
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int64_t v = v0 + u * blockDim.x;
+      if (v < nvec) {
+        int32_t* d = dst + head + 4 * v;
+        d[0] = x[u].x;
+        d[1] = x[u].y;
+        d[2] = x[u].z;
+        d[3] = x[u].w;
+      }
+    }
+  }
+  for (int64_t i = head + 4 * nvec + threadIdx.x; i < n; i += blockDim.x) dst[i] = __ldg(src + i);
 }
 
 // =============================== the "smem" kernel ===============================
@@ -348,36 +381,20 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
     return;
   }
   uint8_t* ws_g = a.ws + g * a.ws_stride;
+  (void)ws_g;
   MLA_STAMP(ws_g, 0);
-  // Phase A: costs -> 32-bit offsets inside groups of 32 rows, group sums.
+  // Phase A: stage the lengths in shared memory (rel[] holds them until it is overwritten in place), every
+  // load issued before any is used; then costs -> 31-bit offsets inside groups of 32 rows, group sums.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  constexpr int kUnroll = 8;   // independent loads in flight per thread
-  for (int64_t g0 = warp; g0 < groups; g0 += kUnroll * nwarps) {
-    int32_t len[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t i = (g0 + u * nwarps) * kGroup + lane;
-      len[u] = i < n ? (c.topk >= 0 ? c.topk : __ldg(lens + i)) : 1;
-    }
-    int64_t cost[kUnroll];
-    bool zero[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t i = (g0 + u * nwarps) * kGroup + lane;
-      cost[u] = i < n ? num_blocks(len[u], c.block_size_n) + c.overhead : 0;
-      zero[u] = i < n && len[u] == 0;
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t gi = g0 + u * nwarps;
-      const uint32_t v = static_cast<uint32_t>(cost[u]);   // < 2^26 each, < 2^31 per group
-      const uint32_t incl = warp_inclusive_sum(v);
-      if (gi < groups) {
-        const int64_t i = gi * kGroup + lane;
-        if (i <= B) rel[i] = (incl - v) | (zero[u] ? 0x80000000u : 0u);
-        if (lane == 31) gbase[gi] = incl;
-      }
-    }
+  if (c.topk < 0) stage_lengths(reinterpret_cast<int32_t*>(rel), lens, n);
+  __syncthreads();
+  for (int64_t gi = warp; gi < groups; gi += nwarps) {
+    const int64_t i = gi * kGroup + lane;
+    const int32_t len = i < n ? (c.topk >= 0 ? c.topk : static_cast<int32_t>(rel[i])) : 1;
+    const uint32_t v = i < n ? static_cast<uint32_t>(num_blocks(len, c.block_size_n) + c.overhead) : 0u;
+    const uint32_t incl = warp_inclusive_sum(v);   // < 2^26 per row, < 2^31 per group
+    if (i <= B) rel[i] = (incl - v) | (i < n && len == 0 ? 0x80000000u : 0u);
+    if (lane == 31) gbase[gi] = incl;
   }
   __syncthreads();
   // Group bases: exclusive scan of group sums.
@@ -416,10 +433,8 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
   const int C = finish_parts(rec, cut_rows, meta, last_blk, P, n, c, scan_buf);
   __syncthreads();
   MLA_STAMP(ws_g, 4);
-  // Phase E: num_splits, each warp a contiguous segment, coalesced stores.
-  const int64_t per = (B + 1 + nwarps - 1) / nwarps;
-  const int64_t k0 = warp * per;
-  warp_write_splits(splits, k0, imin64(k0 + per, B + 1), n, cut_rows, C);
+  // Phase E: num_splits, block-strided positions (coalesced stores).
+  write_splits_strided(splits, threadIdx.x, B + 1, blockDim.x, n, cut_rows, C);
 #ifdef MLA_PHASE_TIMING
   __syncthreads();
 #endif
@@ -624,9 +639,9 @@ __global__ void __launch_bounds__(kLowThreads) splits_kernel(const Args a) {
     cuts = cuts_s;
   }
   int32_t* splits = a.splits + g * (B + 1);
-  constexpr int64_t kPerWarp = 32 * kSplitsPerThread;
-  const int64_t k0 = (static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kPerWarp;
-  warp_write_splits(splits, k0, imin64(k0 + kPerWarp, B + 1), n, cuts, C);
+  const int64_t per_block = static_cast<int64_t>(blockDim.x) * kSplitsPerThread;
+  const int64_t k0 = blockIdx.x * per_block;
+  write_splits_strided(splits, k0 + threadIdx.x, imin64(k0 + per_block, B + 1), blockDim.x, n, cuts, C);
 }
 
 // =============================== host side ===============================
