@@ -69,3 +69,6 @@ def schedule(
     splits[n + 1 :] = cum
     assert i == n and blk == 0 and split == 0, "scheduler invariant broken"
     return meta.astype(np.int32), splits.astype(np.int32)
+
+
+from .checker import check_schedule, ScheduleError  # noqa: E402,F401  (re-exported as reference.check_schedule)
