@@ -57,6 +57,8 @@ NB_MODULE(_cpu, m) {
   });
   m.def("smem_bytes", &smem_bytes, nb::arg("B"), nb::arg("num_sm_parts"),
         "Dynamic shared memory (bytes) the smem kernel needs for one batch of B rows.");
+  m.def("smem_supported", &smem_supported, nb::arg("block_size_n"), nb::arg("fixed_overhead_num_blocks"),
+        "Whether the smem kernel can represent every row cost for this block size and overhead.");
   m.def("workspace_bytes", &workspace_bytes, nb::arg("B"), nb::arg("num_sm_parts"),
         "Scratch bytes per batch that the custom call returns as a hidden extra output.");
   m.attr("ffi_api_version") = nb::make_tuple(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR);

@@ -68,6 +68,7 @@ struct Args {
   int64_t ws_stride;
   WorkspaceLayout lay;
   Config c;
+  int32_t bs_shift;   // log2(block_size_n) when it is a power of two, else -1
   int32_t batch0;   // first batch of this launch (grid.y is capped at 65535)
 };
 
@@ -76,9 +77,16 @@ __device__ __forceinline__ int64_t clamp_valid(const Args& a, int64_t g) {
   return v < 0 ? 0 : (v > a.B ? a.B : v);
 }
 
-__device__ __forceinline__ int64_t row_cost(const int32_t* lens, int64_t i, int64_t n, const Config& c) {
+// num_blocks with a shift instead of a division when block_size_n is a power of two (it is 64 in FlashMLA).
+__device__ __forceinline__ uint32_t nblk32(int32_t len, const Args& a) {
+  if (len <= 1) return 1u;
+  const uint32_t x = static_cast<uint32_t>(len - 1);
+  return (a.bs_shift >= 0 ? x >> a.bs_shift : x / static_cast<uint32_t>(a.c.block_size_n)) + 1u;
+}
+
+__device__ __forceinline__ int64_t row_cost(const int32_t* lens, int64_t i, int64_t n, const Args& a) {
   if (i >= n) return 0;
-  return num_blocks(c.topk >= 0 ? c.topk : __ldg(lens + i), c.block_size_n) + c.overhead;
+  return static_cast<int64_t>(nblk32(a.c.topk >= 0 ? a.c.topk : __ldg(lens + i), a)) + a.c.overhead;
 }
 
 // ---- warp / block scans ----
@@ -305,8 +313,8 @@ __device__ void write_empty_meta(int32_t* meta, int P) {
 // num_splits: splits[0] = 0, splits[i + 1] = i + 1 + #cuts in rows <= i (i < n), then n + C (cuts sorted).
 // Positions k0, k0 + stride, ... < k1, one thread each (coalesced across threads). Each thread keeps a
 // cursor into the sorted cut rows that only moves forward, so a position costs a compare, not a search.
-__device__ __forceinline__ void write_splits_strided(int32_t* splits, int64_t k0, int64_t k1, int64_t stride,
-                                                     int64_t n, const int32_t* cuts, int C) {
+__device__ __forceinline__ void write_splits_strided(int32_t* splits, int k0, int k1, int stride, int n,
+                                                     const int32_t* cuts, int C) {
   if (k0 >= k1) return;
   int lo = 0, hi = C;   // number of cuts with row <= k0 - 1
   while (lo < hi) {
@@ -314,15 +322,15 @@ __device__ __forceinline__ void write_splits_strided(int32_t* splits, int64_t k0
     if (cuts[mid] <= k0 - 1) lo = mid + 1; else hi = mid;
   }
   int cnt = lo;
-  int64_t next = cnt < C ? cuts[cnt] : INT64_MAX;
-#pragma unroll 4
-  for (int64_t k = k0; k < k1; k += stride) {
-    const int64_t i = k - 1;
+  int next = cnt < C ? cuts[cnt] : INT32_MAX;
+  const int tail = n + C;
+  for (int k = k0; k < k1; k += stride) {
+    const int i = k - 1;
     while (next <= i) {   // rare: a cut row between this position and the previous one
       ++cnt;
-      next = cnt < C ? cuts[cnt] : INT64_MAX;
+      next = cnt < C ? cuts[cnt] : INT32_MAX;
     }
-    splits[k] = static_cast<int32_t>(k == 0 ? 0 : (i < n ? i + 1 + cnt : n + C));
+    splits[k] = k == 0 ? 0 : (i < n ? k + cnt : tail);
   }
 }
 
@@ -388,13 +396,17 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   if (c.topk < 0) stage_lengths(reinterpret_cast<int32_t*>(rel), lens, n);
   __syncthreads();
-  for (int64_t gi = warp; gi < groups; gi += nwarps) {
-    const int64_t i = gi * kGroup + lane;
-    const int32_t len = i < n ? (c.topk >= 0 ? c.topk : static_cast<int32_t>(rel[i])) : 1;
-    const uint32_t v = i < n ? static_cast<uint32_t>(num_blocks(len, c.block_size_n) + c.overhead) : 0u;
-    const uint32_t incl = warp_inclusive_sum(v);   // < 2^26 per row, < 2^31 per group
-    if (i <= B) rel[i] = (incl - v) | (i < n && len == 0 ? 0x80000000u : 0u);
-    if (lane == 31) gbase[gi] = incl;
+  {   // 32-bit indices: B + 1 < 2^31 (checked on the host)
+    const int ni = static_cast<int>(n), Bi = static_cast<int>(B), gn = static_cast<int>(groups);
+    const uint32_t F32 = static_cast<uint32_t>(c.overhead);
+    for (int gi = warp; gi < gn; gi += nwarps) {
+      const int i = gi * kGroup + lane;
+      const int32_t len = i < ni ? (c.topk >= 0 ? c.topk : static_cast<int32_t>(rel[i])) : 1;
+      const uint32_t v = i < ni ? nblk32(len, a) + F32 : 0u;
+      const uint32_t incl = warp_inclusive_sum(v);   // < 2^31 per group (smem_supported)
+      if (i <= Bi) rel[i] = (incl - v) | (i < ni && len == 0 ? 0x80000000u : 0u);
+      if (lane == 31) gbase[gi] = incl;
+    }
   }
   __syncthreads();
   // Group bases: exclusive scan of group sums.
@@ -434,7 +446,7 @@ __global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
   __syncthreads();
   MLA_STAMP(ws_g, 4);
   // Phase E: num_splits, block-strided positions (coalesced stores).
-  write_splits_strided(splits, threadIdx.x, B + 1, blockDim.x, n, cut_rows, C);
+  write_splits_strided(splits, threadIdx.x, static_cast<int>(B + 1), blockDim.x, static_cast<int>(n), cut_rows, C);
 #ifdef MLA_PHASE_TIMING
   __syncthreads();
 #endif
@@ -492,7 +504,7 @@ __global__ void __launch_bounds__(kLowThreads) tile_scan_kernel(const Args a) {
   const int64_t w0 = tile0 + warp * kPerWarp;
   int64_t cost[kPerWarp / 32];
 #pragma unroll
-  for (int j = 0; j < kPerWarp / 32; ++j) cost[j] = row_cost(lens, w0 + j * 32 + lane, n, a.c);
+  for (int j = 0; j < kPerWarp / 32; ++j) cost[j] = row_cost(lens, w0 + j * 32 + lane, n, a);
   int64_t run = 0;
   int64_t pre[kPerWarp / 32];
 #pragma unroll
@@ -641,7 +653,8 @@ __global__ void __launch_bounds__(kLowThreads) splits_kernel(const Args a) {
   int32_t* splits = a.splits + g * (B + 1);
   const int64_t per_block = static_cast<int64_t>(blockDim.x) * kSplitsPerThread;
   const int64_t k0 = blockIdx.x * per_block;
-  write_splits_strided(splits, k0 + threadIdx.x, imin64(k0 + per_block, B + 1), blockDim.x, n, cuts, C);
+  write_splits_strided(splits, static_cast<int>(k0 + threadIdx.x), static_cast<int>(imin64(k0 + per_block, B + 1)),
+                       blockDim.x, static_cast<int>(n), cuts, C);
 }
 
 // =============================== host side ===============================
@@ -678,7 +691,11 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
   const int optin = optin_limit(device, &err);
   if (err != cudaSuccess) return cuda_error("reading the opt-in shared-memory limit", err);
   const int64_t need = smem_bytes(sh.B, sh.P);
-  const bool fits = need <= optin;
+  const bool supported = smem_supported(c.block_size_n, c.overhead);
+  const bool fits = need <= optin && supported;
+  if (kernel == kSmem && !supported)
+    return ffi::Error::InvalidArgument("jax_mla_meta: kernel='smem' does not support block_size_n=" +
+                                       std::to_string(c.block_size_n) + " (row costs may exceed 2^26 blocks)");
   if (kernel == kSmem && !fits)
     return ffi::Error::InvalidArgument("jax_mla_meta: kernel='smem' needs " + std::to_string(need) +
                                        " bytes of shared memory, the device allows " + std::to_string(optin));
@@ -693,6 +710,7 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
   a.lay = workspace_layout(sh.B, sh.P);
   a.ws_stride = a.lay.bytes;
   a.c = c;
+  a.bs_shift = (c.block_size_n & (c.block_size_n - 1)) == 0 ? __builtin_ctz(static_cast<unsigned>(c.block_size_n)) : -1;
   if (use_smem) {
     if (need > 48 * 1024 && device >= 0 && device < 64 && !g_smem_attr[device].load()) {
       if ((err = cudaFuncSetAttribute(mla_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin)))

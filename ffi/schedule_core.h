@@ -99,6 +99,13 @@ constexpr int kGroup = 1 << kGroupLog;
 constexpr int64_t kPartRecordBytes = 32;           // see PartRecords in cuda_kernels.cu
 constexpr int64_t kSmemFixedBytes = 272;           // the block-scan buffer (33 int64)
 
+// The smem kernel keeps a row's offset inside its group of 32 rows in 31 bits: 32 of the largest possible
+// row costs must fit. True for block_size_n >= 64 (FlashMLA) with any allowed F; false for small blocks.
+inline bool smem_supported(int64_t block_size_n, int64_t F) {
+  const int64_t max_cost = (kMaxRows - 1) / block_size_n + 1 + F;
+  return kGroup * max_cost <= 0x7fffffffLL;
+}
+
 inline int64_t smem_bytes(int64_t B, int64_t P) {
   const int64_t groups = (B + 1 + kGroup - 1) / kGroup;
   auto align16 = [](int64_t x) { return (x + 15) / 16 * 16; };

@@ -5,7 +5,7 @@
 """
 
 from . import reference
-from ._ffi import HAS_CUDA, smem_bytes, workspace_bytes
+from ._ffi import HAS_CUDA, smem_bytes, smem_supported, workspace_bytes
 from .api import Plan, device_facts, get_mla_metadata, max_smem_rows, num_sm_parts_for, plan, schedule
 
 __version__ = "0.1.0"
@@ -21,5 +21,6 @@ __all__ = [
     "reference",
     "schedule",
     "smem_bytes",
+    "smem_supported",
     "workspace_bytes",
 ]

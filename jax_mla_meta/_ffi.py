@@ -74,6 +74,11 @@ def smem_bytes(B: int, num_sm_parts: int) -> int:
     return int(_cpu.smem_bytes(int(B), int(num_sm_parts)))
 
 
+def smem_supported(block_size_n: int, fixed_overhead_num_blocks: int) -> bool:
+    """Whether the "smem" kernel can represent every row cost (False only for block sizes below 64)."""
+    return bool(_cpu.smem_supported(int(block_size_n), int(fixed_overhead_num_blocks)))
+
+
 def workspace_bytes(B: int, num_sm_parts: int) -> int:
     """Bytes of scratch per batch (a hidden extra output of the custom call)."""
     return int(_cpu.workspace_bytes(int(B), int(num_sm_parts)))

@@ -137,13 +137,16 @@ def _check_static(num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk, B
     return P, bs, F, tk
 
 
-def _check_smem_fits(kernel: str, B: int, P: int, device) -> None:
+def _check_smem_fits(kernel: str, B: int, P: int, device, bs: int, F: int) -> None:
     if kernel != "smem":
         return
     d = _device_of(device)
     limit = _ffi.optin_limit(d)
     if limit is None:
         return  # not a CUDA device: "kernel" does not apply (the CPU handler runs)
+    if not _ffi.smem_supported(bs, F):
+        raise ValueError(f"kernel='smem' does not support block_size_n={bs} (a group of 32 rows could exceed "
+                         "2^31 blocks); use kernel='auto' or 'low_smem'")
     need = _ffi.smem_bytes(B, P)
     if need > limit:
         raise ValueError(
@@ -186,7 +189,7 @@ def schedule(
     *batch, B = seqlens.shape
     P, bs, F, tk = _check_static(num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk, B)
     k = _check_kernel(kernel)
-    _check_smem_fits(kernel, B, P, device)
+    _check_smem_fits(kernel, B, P, device, bs, F)
     if num_valid is None:
         nv = jnp.full(tuple(batch), B, dtype=jnp.int32)
     else:
@@ -277,11 +280,18 @@ def max_smem_rows(num_sm_parts: int, limit: int) -> int:
     return max(lo, 0) if _ffi.smem_bytes(0, num_sm_parts) <= limit else 0
 
 
-def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None) -> Plan:
-    """Which kernel a call with B rows and num_sm_parts parts runs on ``device``, and why."""
+def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, block_size_n: int = 64,
+         fixed_overhead_num_blocks: int = 5) -> Plan:
+    """Which kernel a call with B rows and num_sm_parts parts runs on ``device``, and why.
+
+    The CUDA handler makes the same choice from the same formula: "smem" when ``smem_bytes(B, P)`` is at most
+    the device's opt-in shared memory per block (and the block size is one it supports), else "low_smem"."""
     B = _as_int("B", B, 0)
     P = _as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
+    bs = _as_int("block_size_n", block_size_n, 1)
+    F = _as_int("fixed_overhead_num_blocks", fixed_overhead_num_blocks, 0, _ffi.MAX_OVERHEAD)
     _check_kernel(kernel)
+    supported = _ffi.smem_supported(bs, F)
     d = _device_of(device)
     need = _ffi.smem_bytes(B, P)
     limit = _ffi.optin_limit(d)
@@ -292,11 +302,16 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None) -> 
     if limit is None:
         return Plan(str(d), d.platform, B, P, need, None, None, "unavailable",
                     "the CUDA module is not built: the call cannot run on this GPU")
-    rows = max_smem_rows(P, limit)
+    rows = max_smem_rows(P, limit) if supported else 0
     if kernel == "smem":
-        k, why = ("smem", "forced") if need <= limit else ("error", f"forced smem needs {need} > {limit} bytes")
+        if not supported:
+            k, why = "error", f"the smem kernel does not support block_size_n={bs}"
+        else:
+            k, why = ("smem", "forced") if need <= limit else ("error", f"forced smem needs {need} > {limit} bytes")
     elif kernel == "low_smem":
         k, why = "low_smem", "forced"
+    elif not supported:
+        k, why = "low_smem", f"the smem kernel does not support block_size_n={bs}"
     elif need <= limit:
         k, why = "smem", f"needs {need} <= {limit} bytes of opt-in shared memory"
     else:

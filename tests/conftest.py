@@ -47,11 +47,12 @@ class Backend:
             self.device = need_gpus(1)[0]
             self.kernel = name.split("-", 1)[1]
 
-    def fits(self, B: int, P: int) -> bool:
-        """Whether this backend can run (B, P): the smem kernel only where it fits the device."""
+    def fits(self, B: int, P: int, bs: int = 64, F: int = 5) -> bool:
+        """Whether this backend can run (B, P): the smem kernel only where it fits the device and block size."""
         if self.kernel != "smem":
             return True
-        return mm.plan(B, P, device=self.device).smem_bytes <= (mm.plan(B, P, device=self.device).optin_limit or 0)
+        return mm.plan(B, P, kernel="smem", device=self.device, block_size_n=bs,
+                       fixed_overhead_num_blocks=F).kernel == "smem"
 
     def run(self, seqlens, P, *, topk=None, num_valid=None, bs=64, F=5):
         x = jax.device_put(np.asarray(seqlens, dtype=np.int32), self.device)

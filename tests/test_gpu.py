@@ -72,3 +72,17 @@ def test_many_parts():
         want = ref(lens, P)
         for kernel in ("auto", "low_smem"):
             assert_same(run(dev, lens, P, None, kernel), want, f"B={B} P={P} {kernel}")
+
+
+def test_small_block_size_goes_to_low_smem():
+    """block_size_n < 64 can overflow the smem kernel's 31-bit group offsets: auto avoids it, forcing fails."""
+    dev = need_gpus(1)[0]
+    assert not mm.smem_supported(16, 5) and mm.smem_supported(64, 5)
+    assert mm.plan(100, 8, device=dev, block_size_n=16).kernel == "low_smem"
+    lens = np.full(100, 2**31 - 1, np.int32)
+    lens[::5] = 0
+    x = jax.device_put(lens, dev)
+    got = mm.schedule(x, num_sm_parts=8, block_size_n=16)
+    assert_same(tuple(np.asarray(v) for v in got), ref(lens, 8, bs=16))
+    with pytest.raises(ValueError, match="block_size_n=16"):
+        mm.schedule(x, num_sm_parts=8, block_size_n=16, kernel="smem")

@@ -162,5 +162,5 @@ def test_small_block_sizes_near_int32_max(backend, bs):
     lens = np.full(100, INT32_MAX, dtype=np.int32)
     lens[::5] = 0
     for P in (1, 7, 132):
-        if backend.fits(len(lens), P):
+        if backend.fits(len(lens), P, bs=bs):
             run_and_check(backend, lens, P, bs=bs)
