@@ -121,7 +121,7 @@ def test_other_block_sizes_and_overheads(backend, data):
     F = data.draw(st.sampled_from([0, 1, 5, 40, 2**20]), label="F")
     B = data.draw(st.sampled_from([1, 33, 100, 1000]), label="B")
     P = data.draw(st.sampled_from([1, 7, 132]), label="P")
-    if not backend.fits(B, P):
+    if not backend.fits(B, P, bs=bs, F=F):
         return
     lens = data.draw(lengths(B), label="lengths")
     topk = data.draw(st.sampled_from([None, None, 0, INT32_MAX]), label="topk")
