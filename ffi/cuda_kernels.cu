@@ -164,6 +164,7 @@ __device__ int64_t upper_row(const Tape& S, int64_t lo, int64_t hi, int64_t x) {
 template <typename Tape>
 __device__ void set_row_lo(PartRecord* rec, int q, int64_t r, const Tape& S, int64_t n, int64_t total) {
   int64_t* third = reinterpret_cast<int64_t*>(&rec[q].cut);
+  rec[q].r = static_cast<int32_t>(r < n ? r : n);   // every byte of the record is written before it is staged
   if (r >= n) {
     rec[q].row_lo = static_cast<int32_t>(n);
     rec[q].E = total;
@@ -588,6 +589,7 @@ __global__ void __launch_bounds__(kLowThreads) part_search_kernel(const Args a) 
         }
         const int64_t r = tile0 + lo_i;
         PartRecord& rq = s.rec[q];
+        rq.r = static_cast<int32_t>(r);   // overwritten by the walker; written so no byte is read uninitialized
         rq.row_lo = static_cast<int32_t>(r);
         rq.E = S_near(r);
         rq.Sr = S_near(r + 1);
@@ -598,6 +600,7 @@ __global__ void __launch_bounds__(kLowThreads) part_search_kernel(const Args a) 
       const int64_t qt = total - F <= 0 ? 0 : ceil_div(total - F, Q) - 1;
       for (int64_t q = imax64(qt, 0) + threadIdx.x; q < P; q += blockDim.x) {
         PartRecord& rq = s.rec[q];
+        rq.r = static_cast<int32_t>(n);
         rq.row_lo = static_cast<int32_t>(n);
         rq.E = total;
         rq.Sr = kInf;

@@ -98,7 +98,10 @@ for tool in $TOOLS; do
   if ((DRY)); then
     errors="-"
   else
-    errors=$(grep -Eo 'ERROR SUMMARY: [0-9]+ error' "$log" | awk '{s += $3; n++} END {print n ? s : "?"}')
+    # racecheck reports "RACECHECK SUMMARY: N hazards displayed (E errors, W warnings)" instead
+    errors=$( { grep -Eo 'ERROR SUMMARY: [0-9]+ error' "$log" | awk '{print $3}';
+                grep -Eo 'RACECHECK SUMMARY: [0-9]+ hazards displayed \([0-9]+ error' "$log" | awk '{print $6}' | tr -d '(' ; } |
+              awk '{s += $1; n++} END {print n ? s : "?"}')
   fi
   drv=$(grep -E '^DRIVER SUMMARY:' "$log" | tail -1)
   runs=$(sed -nE 's/.*runs=([0-9]+).*/\1/p' <<< "$drv"); runs=${runs:-?}
