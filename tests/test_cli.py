@@ -6,6 +6,7 @@ import json
 import os
 import struct
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -20,7 +21,9 @@ SMALL = ["--batch-size", "300", "--dist", "uniform1k8k", "--mode", "dense", "--r
 
 def cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "jax_mla_meta", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+    # run outside the repository: `python -m` puts the working directory first on sys.path, and the source
+    # tree there has no compiled modules (the installed package must be the one imported)
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=tempfile.gettempdir())
 
 
 def ok(*args: str) -> str:
