@@ -21,13 +21,16 @@ except ImportError as _e:  # pragma: no cover - depends on how the package is im
         "(`python -m pip install --no-build-isolation -e .`); otherwise reinstall the package."
     ) from _e
 
-try:  # the CUDA module is built only where nvcc was found
-    from . import _cuda  # type: ignore[attr-defined]
-except ImportError as _e:  # pragma: no cover - depends on the build
+CUDA_IMPORT_ERROR: str | None = None
+if os.environ.get("JAX_MLA_META_DISABLE_CUDA", "") not in ("", "0"):   # documented: run as a CPU-only build
     _cuda = None
-    CUDA_IMPORT_ERROR: str | None = str(_e)
+    CUDA_IMPORT_ERROR = "disabled by JAX_MLA_META_DISABLE_CUDA"
 else:
-    CUDA_IMPORT_ERROR = None
+    try:  # the CUDA module is built only where nvcc was found
+        from . import _cuda  # type: ignore[attr-defined]
+    except ImportError as _e:  # pragma: no cover - depends on the build
+        _cuda = None
+        CUDA_IMPORT_ERROR = str(_e)
 
 CPU_TARGET = "jax_mla_meta_cpu_v1"
 CUDA_TARGET = "jax_mla_meta_cuda_v1"

@@ -185,6 +185,12 @@ def schedule(
     Returns:
       ``(tile_scheduler_metadata int32 [..., P, 8], num_splits int32 [..., B + 1])``.
     """
+    return _bind(seqlens, num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk, kernel, num_valid, device)
+
+
+def _bind(seqlens, num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk, kernel, num_valid, device,
+          aliased=()):
+    """Validate everything, then bind the primitive; ``aliased`` are the test hook's poisoned outputs."""
     seqlens = _check_seqlens(seqlens)
     *batch, B = seqlens.shape
     P, bs, F, tk = _check_static(num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk, B)
@@ -202,6 +208,7 @@ def schedule(
     meta, splits, _ = schedule_p.bind(
         jnp.asarray(seqlens),
         nv,
+        *aliased,
         num_sm_parts=P,
         block_size_n=bs,
         fixed_overhead_num_blocks=F,
@@ -324,11 +331,6 @@ def _schedule_into(meta_init, splits_init, seqlens, *, num_sm_parts: int, block_
                    num_valid=None):
     """Test hook: like :func:`schedule`, but the results alias ``meta_init`` / ``splits_init``, so any element
     the handler does not write keeps its initial (poison) value."""
-    seqlens = _check_seqlens(seqlens)
-    *batch, B = seqlens.shape
-    P, bs, F, tk = _check_static(num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk, B)
-    nv = jnp.full(tuple(batch), B if num_valid is None else num_valid, dtype=jnp.int32)
-    meta, splits, _ = schedule_p.bind(
-        jnp.asarray(seqlens), nv, jnp.asarray(meta_init, jnp.int32), jnp.asarray(splits_init, jnp.int32),
-        num_sm_parts=P, block_size_n=bs, fixed_overhead_num_blocks=F, topk=tk, kernel=_check_kernel(kernel))
-    return meta, splits
+    aliased = (jnp.asarray(meta_init, jnp.int32), jnp.asarray(splits_init, jnp.int32))
+    return _bind(seqlens, num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk, kernel, num_valid, None,
+                 aliased)

@@ -117,3 +117,23 @@ def test_invalid_call_leaves_later_calls_working():
         mm.schedule(np.ones(3, np.float64), num_sm_parts=2)
     lens = np.array([5, 600, 70000], np.int32)
     assert_same(tuple(np.asarray(v) for v in mm.schedule(jnp.asarray(lens), num_sm_parts=4)), ref(lens, 4))
+
+
+def test_missing_cuda_module_gives_a_clear_error(tmp_path):
+    """A build without the CUDA module (simulated) refuses to lower for a GPU with an actionable message."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, jax.numpy as jnp, jax_mla_meta as mm\n"
+        "f = jax.jit(lambda s: mm.schedule(s, num_sm_parts=4))\n"
+        "try:\n"
+        "    jax.export.export(f, platforms=['cuda'])(jax.ShapeDtypeStruct((8,), jnp.int32))\n"
+        "except RuntimeError as e:\n"
+        "    print('ERR', e)\n"
+    )
+    env = {**__import__("os").environ, "JAX_MLA_META_DISABLE_CUDA": "1", "JAX_PLATFORMS": "cpu"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=120)
+    assert "ERR" in r.stdout, r.stdout + r.stderr
+    assert "built without its CUDA module" in r.stdout and "jax.devices('cpu')" in r.stdout
