@@ -121,7 +121,9 @@ def check_schedule(
 
     # --- blocks of every valid row and the payload --------------------------------------------------------
     lens = np.full(n, int(topk), dtype=np.int64) if topk is not None else lens_all[:n]
-    nblk = np.maximum(lens - 1, 0) // bs + 1
+    from .reference import num_blocks   # here, not at the top: reference imports this module
+
+    nblk = num_blocks(lens, bs)
     G = np.zeros(n + 1, dtype=np.int64)          # G[r]: first global block of row r; G[n]: all blocks
     np.cumsum(nblk, out=G[1:])
     total = int(G[n]) + F * n
