@@ -12,11 +12,9 @@ import jax
 try:
     from . import _cpu
 except ImportError as _e:  # pragma: no cover - depends on how the package is imported
-    import os as _os
-
     raise ImportError(
         "jax_mla_meta's compiled module _cpu is missing next to "
-        f"{_os.path.dirname(__file__)}. If that is the source tree (for example `python -m ...` run from the "
+        f"{os.path.dirname(__file__)}. If that is the source tree (for example `python -m ...` run from the "
         "repository root puts it first on sys.path), run from another directory or use an editable install "
         "(`python -m pip install --no-build-isolation -e .`); otherwise reinstall the package."
     ) from _e

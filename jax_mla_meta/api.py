@@ -138,21 +138,12 @@ def _check_static(num_sm_parts, block_size_n, fixed_overhead_num_blocks, topk, B
 
 
 def _check_smem_fits(kernel: str, B: int, P: int, device, bs: int, F: int) -> None:
+    """Forced "smem" must be runnable on the device: the same decision as :func:`plan` (and the handler)."""
     if kernel != "smem":
         return
-    d = _device_of(device)
-    limit = _ffi.optin_limit(d)
-    if limit is None:
-        return  # not a CUDA device: "kernel" does not apply (the CPU handler runs)
-    if not _ffi.smem_supported(bs, F):
-        raise ValueError(f"kernel='smem' does not support block_size_n={bs} (a group of 32 rows could exceed "
-                         "2^31 blocks); use kernel='auto' or 'low_smem'")
-    need = _ffi.smem_bytes(B, P)
-    if need > limit:
-        raise ValueError(
-            f"kernel='smem' cannot run: it needs {need} bytes of shared memory for B={B}, "
-            f"num_sm_parts={P}, and {d} allows {limit}. Use kernel='auto' or 'low_smem'."
-        )
+    p = plan(B, P, kernel="smem", device=device, block_size_n=bs, fixed_overhead_num_blocks=F)
+    if p.kernel == "error":
+        raise ValueError(f"kernel='smem' cannot run on {p.device}: {p.reason}. Use kernel='auto' or 'low_smem'.")
 
 
 def schedule(
@@ -312,9 +303,13 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     rows = max_smem_rows(P, limit) if supported else 0
     if kernel == "smem":
         if not supported:
-            k, why = "error", f"the smem kernel does not support block_size_n={bs}"
+            k, why = "error", (f"the smem kernel does not support block_size_n={bs} (a group of 32 rows could "
+                               "exceed 2^31 blocks)")
+        elif need <= limit:
+            k, why = "smem", "forced"
         else:
-            k, why = ("smem", "forced") if need <= limit else ("error", f"forced smem needs {need} > {limit} bytes")
+            k, why = "error", (f"it needs {need} bytes of shared memory for B={B}, num_sm_parts={P}, and the "
+                               f"device allows {limit}")
     elif kernel == "low_smem":
         k, why = "low_smem", "forced"
     elif not supported:

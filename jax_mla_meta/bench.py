@@ -42,7 +42,8 @@ SWEEP_B = sorted(ORIGINAL_US)
 GRAPH_FLAGS = " --xla_gpu_graph_min_graph_size=1"   # let XLA capture even small programs as CUDA graphs
 
 
-def _quantiles(xs):
+def quantiles(xs):
+    """(median, p10, p90) of a non-empty sequence."""
     xs = sorted(xs)
     q = lambda f: xs[min(len(xs) - 1, int(f * (len(xs) - 1) + 0.5))]
     return statistics.median(xs), q(0.1), q(0.9)
@@ -95,7 +96,7 @@ def device_time_us(lens: np.ndarray, P: int, topk, kernel: str, device, ran: str
         jax.block_until_ready(many(*xs))
         times.append((time.perf_counter() - t0) * 1e6 / K)
     spans = call_spans_us(kernel_events(many, *xs), ran)
-    med, p10, p90 = _quantiles(spans) if spans else (float("nan"),) * 3
+    med, p10, p90 = quantiles(spans) if spans else (float("nan"),) * 3
     return med, p10, p90, statistics.median(times)
 
 
@@ -156,19 +157,11 @@ def run_cpu(max_B: int | None = None, progress=None) -> list[dict]:
         lens = workloads.lengths("stress", B, seed=B)
         if progress:
             progress(f"cpu B={B}")
-        x = jax.device_put(lens, cpu)
-        f = jax.jit(lambda s: api.schedule(s, num_sm_parts=132))
-        jax.block_until_ready(f(x))
-        ts = []
-        for _ in range(15 if B < 100000 else 5):
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(x))
-            ts.append((time.perf_counter() - t0) * 1e6)
+        handler_us = end_to_end_us(lens, 132, None, "auto", cpu, repeats=15 if B < 100000 else 5)
         t0 = time.perf_counter()
         reference.schedule(lens, 132)
         ref_us = (time.perf_counter() - t0) * 1e6
-        rows.append(dict(B=B, P=132, handler_us=statistics.median(ts), reference_us=ref_us,
-                         speedup=ref_us / statistics.median(ts)))
+        rows.append(dict(B=B, P=132, handler_us=handler_us, reference_us=ref_us, speedup=ref_us / handler_us))
     return rows
 
 

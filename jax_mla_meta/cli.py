@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -268,9 +267,9 @@ def time_calls(fn: Callable[[Any], Any], x: Any, repeats: int) -> dict[str, Any]
         ts.append((time.perf_counter() - t0) * 1e6)
     res: dict[str, Any] = dict(repeats=repeats, first_call_s=first_s, median_us=None, p10_us=None, p90_us=None)
     if ts:
-        s = sorted(ts)
-        res.update(median_us=statistics.median(s), p10_us=s[int(0.1 * (len(s) - 1) + 0.5)],
-                   p90_us=s[int(0.9 * (len(s) - 1) + 0.5)])
+        from .bench import quantiles
+
+        res.update(zip(("median_us", "p10_us", "p90_us"), quantiles(ts)))
     res["_out"] = out
     return res
 

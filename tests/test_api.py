@@ -137,3 +137,26 @@ def test_missing_cuda_module_gives_a_clear_error(tmp_path):
                        timeout=120)
     assert "ERR" in r.stdout, r.stdout + r.stderr
     assert "built without its CUDA module" in r.stdout and "jax.devices('cpu')" in r.stdout
+
+
+def test_forced_smem_refusal_follows_plan(monkeypatch):
+    """The forced-"smem" check is plan()'s decision; exercised here with a stand-in CUDA device."""
+    from jax_mla_meta import _ffi
+
+    class FakeGpu:
+        platform = "gpu"
+
+        def __str__(self):
+            return "fake H100"
+
+    monkeypatch.setattr(_ffi, "optin_limit", lambda d: 232448)
+    dev = FakeGpu()
+    edge = mm.plan(0, 132, device=dev).max_smem_rows
+    assert mm.plan(edge, 132, kernel="smem", device=dev).kernel == "smem"
+    assert mm.plan(edge + 1, 132, kernel="smem", device=dev).kernel == "error"
+    assert mm.plan(edge + 1, 132, device=dev).kernel == "low_smem"
+    x = np.zeros(edge + 1, np.int32)
+    with pytest.raises(ValueError, match=r"kernel='smem' cannot run on fake H100: it needs \d+ bytes"):
+        mm.schedule(x, num_sm_parts=132, kernel="smem", device=dev)
+    with pytest.raises(ValueError, match="block_size_n=16"):
+        mm.schedule(x[:10], num_sm_parts=132, kernel="smem", device=dev, block_size_n=16)
