@@ -1,23 +1,38 @@
-"""Cycles spent in each phase of the smem kernel (needs a build with -Ccmake.define.JAX_MLA_META_PHASE_TIMING=ON).
+"""Cycles spent in each phase of both kernels (needs a build with -Ccmake.define.JAX_MLA_META_PHASE_TIMING=ON).
 
-python3 benchmarks/phase_timing.py [B ...]"""
+python3 benchmarks/phase_timing.py [B ...]
+
+Thread 0 of rank 0 stamps clock64() into the workspace; phases (see cuda_kernels.cu):
+  start: reading num_valid, scan: costs and prefix sums of the rank's rows (dense only; sparse mode has a closed form),
+  rows: rank sums exchanged, each lo_q's row found and broadcast, cluster barrier,
+  walk: the walker and the per-window finish,   out: metadata and num_splits."""
 
 import sys
 
 import jax
 import numpy as np
 
-from jax_mla_meta import workloads
+from jax_mla_meta import _ffi, api, workloads
 from jax_mla_meta._primitive import schedule_p
 
-NAMES = ["A: tape", "B: row_lo", "C: walker", "D: finish", "E: splits"]
-for B in [int(a) for a in sys.argv[1:]] or [1, 512, 4096, 20000, 50000]:
+dev = jax.devices()[0]
+for B in [int(a) for a in sys.argv[1:]] or [1, 512, 4096, 20000, 65536, 1 << 20]:
     for P, topk in ((132, -1), (66, 2048)):
-        lens = jax.device_put(workloads.lengths("lognormal", B, seed=B))
-        f = jax.jit(lambda s: schedule_p.bind(s, np.int32(B), num_sm_parts=P, block_size_n=64,
-                                              fixed_overhead_num_blocks=5, topk=topk, kernel=1))
-        for _ in range(3):
-            ws = np.asarray(f(lens)[2])
-        t = ws[:48].view(np.int64)
-        d = np.diff(t[:6])
-        print(f"B={B:>6} P={P:>3} total={t[5] - t[0]:>7} cycles  " + "  ".join(f"{n}={v}" for n, v in zip(NAMES, d)), flush=True)
+        off = _ffi._cpu.workspace_offsets(B, P)["scalars"]
+        lens = jax.device_put(workloads.lengths("lognormal", B, seed=B), dev)
+        for kernel, name in ((1, "smem"), (2, "low_smem")):
+            pl = api.plan(B, P, kernel=name, device=dev)
+            if pl.kernel == "error":
+                continue
+            f = jax.jit(lambda s: schedule_p.bind(s, np.int32(B), num_sm_parts=P, block_size_n=64,
+                                                  fixed_overhead_num_blocks=5, topk=topk, kernel=kernel))
+            for _ in range(3):
+                ws = np.asarray(f(lens)[2])
+            t = ws[off:off + 64].view(np.int64)
+            t1 = t[1] if topk < 0 else t[0]
+            d = dict(start=t[0] - t[7], scan=t1 - t[0], rows=t[2] - t1, walk=t[3] - t[2], out=t[4] - t[3])
+            if topk < 0:
+                d["loads"] = t[6] - t[0]
+                d["first_chunk"] = t[5] - t[0]
+            print(f"B={B:>7} P={P:>3} {'dense' if topk < 0 else 'sparse':<6} {name:<8} K={pl.cluster_size:<2} "
+                  f"total={t[4] - t[7]:>7} cycles  " + "  ".join(f"{k}={v}" for k, v in d.items()), flush=True)

@@ -55,14 +55,31 @@ NB_MODULE(_cpu, m) {
     d["jax_mla_meta_cpu_v1"] = nb::capsule(reinterpret_cast<void*>(MetaCpu));
     return d;
   });
-  m.def("smem_bytes", &smem_bytes, nb::arg("B"), nb::arg("num_sm_parts"),
-        "Dynamic shared memory (bytes) the smem kernel needs for one batch of B rows.");
+  m.def("smem_bytes", &smem_bytes, nb::arg("B"), nb::arg("num_sm_parts"), nb::arg("cluster_size") = 1,
+        "Dynamic shared memory (bytes) per CTA that the smem kernel needs for one batch of B rows on a cluster "
+        "of cluster_size CTAs.");
+  m.def("smem_cluster", &smem_cluster, nb::arg("B"), nb::arg("num_sm_parts"), nb::arg("optin"), nb::arg("kmax"),
+        "Cluster size the smem kernel uses for B rows on a device with this opt-in limit and largest cluster, "
+        "or 0 when it does not fit.");
+  m.def("cluster_for", &cluster_for, nb::arg("B"), nb::arg("kmax"),
+        "Cluster size for B rows (about 4096 rows per CTA), capped at kmax.");
   m.def("smem_supported", &smem_supported, nb::arg("block_size_n"), nb::arg("fixed_overhead_num_blocks"),
         "Whether the smem kernel can represent every row cost for this block size and overhead.");
   m.def("workspace_bytes", &workspace_bytes, nb::arg("B"), nb::arg("num_sm_parts"),
         "Scratch bytes per batch that the custom call returns as a hidden extra output.");
+  m.def("workspace_offsets", [](int64_t B, int64_t P) {
+        const WorkspaceLayout w = workspace_layout(B, P);
+        nb::dict d;
+        d["parts"] = w.parts;
+        d["cut_rows"] = w.cut_rows;
+        d["chunks"] = w.chunks;
+        d["scalars"] = w.scalars;
+        d["bytes"] = w.bytes;
+        return d;
+      }, nb::arg("B"), nb::arg("num_sm_parts"), "Byte offsets of the workspace fields in one batch's slice.");
   m.attr("ffi_api_version") = nb::make_tuple(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR);
   m.attr("max_parts") = kMaxParts;
   m.attr("max_overhead") = kMaxOverhead;
   m.attr("max_rows") = kMaxRows;
+  m.attr("max_cluster") = kMaxCluster;
 }

@@ -6,12 +6,22 @@
 //   (its "window"): the next part then restarts at that row, D += S_j + F - E_q (at most F).
 // Every output follows from the part ends E_q, the row r_q holding each end, and S.
 //
-//  * "smem" kernel (mla_smem_kernel): one CTA of 1024 threads per batch; the tape lives in dynamic shared
-//    memory (smem_bytes(B, P) in schedule_core.h: ~4.25 bytes per row + 36 per part).
-//  * "low_smem" kernels (tile_scan_kernel -> part_search_kernel -> splits_kernel): a grid over tiles of 2048
-//    rows, the tape in the workspace output, only a fixed 16 KiB of static shared memory per block.
-//    The last block of each grid to finish (a completion counter) runs the sequential glue.
+// One launch per call. Each batch is one thread-block cluster of K CTAs of 1024 threads (K = 1 for small
+// batches, up to 16); rank k owns a contiguous slice of the rows and a slice of num_splits:
+//   1. (dense mode) each rank scans its rows' costs and publishes its sum to every rank (distributed shared
+//      memory); a cluster barrier; every rank then knows the total, Q and where its slice starts;
+//   2. each rank finds the row holding every lo_q that falls in its slice and broadcasts that part's record;
+//      in sparse mode (every row costs c, S_i = i c) every rank computes all records itself, no barrier;
+//   3. a cluster barrier; one warp per rank walks all parts (redundantly in every rank, which saves a
+//      barrier), finalising 32 parts per step with ballots: part ends, cut flags, split runs, cut rows;
+//   4. every rank writes its slice of num_splits; rank 0 writes tile_scheduler_metadata.
+//  * "smem" kernel (mla_smem_kernel): a rank's tape lives in dynamic shared memory (smem_bytes(B, P, K)
+//    in schedule_core.h: ~4.25 bytes per row of its slice + 36 per part); the walker reads any row's prefix
+//    sum from the owning rank's shared memory.
+//  * "low_smem" kernel (mla_low_smem_kernel): a fixed 45 KiB of static shared memory; the rows are streamed
+//    in chunks of 8192 and scanned again where a part ends; the walker recomputes prefix sums from lengths.
 // Neither kernel traps or reads outside its buffers, whatever the lengths are.
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -24,39 +34,47 @@
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+namespace cg = cooperative_groups;
 
 namespace mla_meta {
 namespace {
 
 constexpr int64_t kInf = INT64_MAX / 4;
+constexpr unsigned kFull = 0xffffffffu;
+constexpr int kV = kRowsPerThread;
+constexpr int kGroupThreads = kGroup / kV;   // threads whose rows form one 32-row group (4)
 
 __host__ __device__ __forceinline__ int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
-__host__ __device__ __forceinline__ int64_t imax64(int64_t a, int64_t b) { return a > b ? a : b; }
-constexpr unsigned kFull = 0xffffffffu;
 
-// One record per part, written by the row search and then by the walker (32 bytes, see kPartRecordBytes).
+// One record per part. Written by the row search as a band (row_lo, S(row_lo), S(row_lo + 1),
+// S(row_lo + 2)); the walker replaces it with the part's final end (32 bytes, see kPartRecordBytes).
 struct PartRecord {
-  int64_t E;      // before the walker: S at row_lo; after: the tape position where the part ends
-  int64_t Sr;     // before the walker: S at row_lo + 1; after: S at row r
-  int32_t r;      // row holding E (n when E >= total)
-  int32_t row_lo; // row holding lo_q (n when lo_q >= total)
-  int32_t cut;    // 1 when the part ends strictly inside the blocks of row r
-  int32_t run;    // pieces of row r ended by this part and the cuts just before it (valid when cut)
+  int64_t E;      // band: S(row_lo); final: the tape position where the part ends
+  int64_t Sr;     // band: S(row_lo + 1); final: S at row r
+  int32_t r;      // final: row holding E (n when E >= total)
+  int32_t row_lo; // band: row holding lo_q (n when lo_q >= total)
+  int32_t cut;    // band: low half of S(row_lo + 2); final: 1 when the part ends strictly inside row r
+  int32_t run;    // band: high half of S(row_lo + 2); final: pieces of row r ended by this part and cuts before
 };
 static_assert(sizeof(PartRecord) == kPartRecordBytes, "PartRecord size must match schedule_core.h");
 
-// Optional phase timestamps (build with -DMLA_PHASE_TIMING): thread 0 stores clock64() at phase ends into
-// the first 64 bytes of the batch's workspace slice (benchmarks/phase_timing.py reads them).
-#ifdef MLA_PHASE_TIMING
-#define MLA_STAMP(ws, k) \
-  do {                   \
-    if (threadIdx.x == 0) reinterpret_cast<long long*>(ws)[k] = clock64(); \
-  } while (0)
-#else
-#define MLA_STAMP(ws, k) \
-  do {                   \
-  } while (0)
-#endif
+// Small fixed shared state of a CTA (kSmemFixedBytes in schedule_core.h bounds its size).
+struct Shared {
+  int64_t scan[2][32];              // double-buffered block-scan scratch
+  int64_t rsum[kMaxCluster];        // each rank's tape sum (written remotely by that rank)
+  int64_t pre[kMaxCluster + 1];     // exclusive prefix of rsum: where each rank's slice starts; pre[K] = total
+  int64_t u[4];                     // Q, and the first parts past the tape / of this rank / of the next
+  int32_t C;                        // number of cut rows
+};
+static_assert(sizeof(Shared) <= kSmemFixedBytes, "Shared must fit kSmemFixedBytes");
+
+// The low_smem kernel's fixed static shared memory.
+struct LowStatic {
+  Shared sh;
+  PartRecord rec[kStageParts];      // part records when P <= kStageParts
+  int32_t cuts[kStageParts];        // cut rows when P <= kStageParts
+  int64_t tpre[kThreads];           // each thread's first tape position in the chunk being searched
+};
 
 struct Args {
   const int32_t* seqlens;
@@ -69,12 +87,35 @@ struct Args {
   WorkspaceLayout lay;
   Config c;
   int32_t bs_shift;   // log2(block_size_n) when it is a power of two, else -1
-  int32_t batch0;   // first batch of this launch (grid.y is capped at 65535)
+  int32_t batch0;     // first batch of this launch (grid.y is capped at 65535)
 };
 
-__device__ __forceinline__ int64_t clamp_valid(const Args& a, int64_t g) {
-  const int64_t v = a.num_valid[g];
-  return v < 0 ? 0 : (v > a.B ? a.B : v);
+// Optional phase timestamps (build with -DMLA_PHASE_TIMING): thread 0 of rank 0 stores clock64() at phase
+// ends into the batch's stamps slot of the workspace (benchmarks/phase_timing.py reads them).
+#ifdef MLA_PHASE_TIMING
+#define MLA_STAMP(k)                                                                              \
+  do {                                                                                            \
+    if (threadIdx.x == 0 && blockIdx.x == 0)                                                      \
+      reinterpret_cast<long long*>(a.ws + (a.batch0 + blockIdx.y) * a.ws_stride + a.lay.scalars)[k] = \
+          clock64();                                                                              \
+  } while (0)
+#else
+#define MLA_STAMP(k) \
+  do {               \
+  } while (0)
+#endif
+
+// Cluster barrier halves (all threads of every CTA of the cluster take part; calls alternate per thread).
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
+// The same shared-memory object in another CTA of the cluster.
+template <typename T>
+__device__ __forceinline__ T* remote(T* p, unsigned rank) {
+  return cg::this_cluster().map_shared_rank(p, rank);
 }
 
 // num_blocks with a shift instead of a division when block_size_n is a power of two (it is 64 in FlashMLA).
@@ -83,10 +124,8 @@ __device__ __forceinline__ uint32_t nblk32(int32_t len, const Args& a) {
   const uint32_t x = static_cast<uint32_t>(len - 1);
   return (a.bs_shift >= 0 ? x >> a.bs_shift : x / static_cast<uint32_t>(a.c.block_size_n)) + 1u;
 }
-
-__device__ __forceinline__ int64_t row_cost(const int32_t* lens, int64_t i, int64_t n, const Args& a) {
-  if (i >= n) return 0;
-  return static_cast<int64_t>(nblk32(a.c.topk >= 0 ? a.c.topk : __ldg(lens + i), a)) + a.c.overhead;
+__device__ __forceinline__ int64_t cost_of(int32_t len, const Args& a) {
+  return static_cast<int64_t>(nblk32(len, a)) + a.c.overhead;
 }
 
 // ---- warp / block scans ----
@@ -95,129 +134,241 @@ __device__ __forceinline__ T warp_inclusive_sum(T v) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int d = 1; d < 32; d <<= 1) {
-    T o = __shfl_up_sync(kFull, v, d);
+    const T o = __shfl_up_sync(kFull, v, d);
     if (lane >= d) v += o;
   }
   return v;
 }
 
-template <typename T>
-__device__ __forceinline__ T warp_inclusive_max(T v) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int d = 1; d < 32; d <<= 1) {
-    T o = __shfl_up_sync(kFull, v, d);
-    if (lane >= d) v = o > v ? o : v;
-  }
-  return v;
-}
-
-// Inclusive block scan (sum or max) of one value per thread; `buf` holds 33 T in shared memory.
-// Returns the inclusive value; *total gets the block's total. Contains __syncthreads.
-template <bool kMax, typename T>
-__device__ T block_inclusive(T v, T* buf, T* total) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  T w = kMax ? warp_inclusive_max(v) : warp_inclusive_sum(v);
+// Exclusive block sum of one value per thread with a single barrier: every warp scans the 32 warp totals
+// itself. `buf` (32 values) must alternate between consecutive calls.
+__device__ __forceinline__ int64_t block_exclusive_sum(int64_t v, int64_t* buf, int64_t* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t w = warp_inclusive_sum(v);
   if (lane == 31) buf[warp] = w;
   __syncthreads();
-  if (warp == 0) {
-    T x = lane < nwarps ? buf[lane] : T(0);
-    T s = kMax ? warp_inclusive_max(x) : warp_inclusive_sum(x);
-    buf[lane] = s;   // inclusive over warps
-  }
-  __syncthreads();
-  T before = warp > 0 ? buf[warp - 1] : T(0);
-  T res = kMax ? (before > w ? before : w) : before + w;
-  *total = buf[nwarps - 1];
-  __syncthreads();
-  return res;
+  const int64_t s = warp_inclusive_sum(lane < static_cast<int>(blockDim.x >> 5) ? buf[lane] : int64_t(0));
+  const int64_t before = __shfl_sync(kFull, s, (warp + 31) & 31);
+  *total = __shfl_sync(kFull, s, 31);
+  return (warp ? before : 0) + w - v;
 }
 
-// ---- tape accessors: S(i) for 0 <= i <= n ----
-struct SmemTape {   // groups of 32 rows: 31-bit offset in the group (bit 31: length == 0) + int64 group base
-  const uint32_t* rel;
-  const int64_t* base;
-  __device__ __forceinline__ int64_t operator()(int64_t i) const {
-    return base[i >> kGroupLog] + (rel[i] & 0x7fffffffu);
-  }
-};
-struct GlobalTape { // tiles of 2048 rows: int64 offset in the tile + int64 tile base
-  const int64_t* local;
-  const int64_t* tile_off;
-  __device__ __forceinline__ int64_t operator()(int64_t i) const {
-    return __ldcg(tile_off + (i >> kTileLog)) + __ldcg(local + i);
-  }
-};
-
-// Largest r in [lo, hi) with S(r) <= x (requires S(lo) <= x).
-template <typename Tape>
-__device__ int64_t upper_row(const Tape& S, int64_t lo, int64_t hi, int64_t x) {
-  while (hi - lo > 1) {
-    const int64_t mid = (lo + hi) >> 1;
-    if (S(mid) <= x) lo = mid; else hi = mid;
-  }
-  return lo;
+// a / b for a >= 0, b > 0, with a 32-bit division when both fit (the common case; a 64-bit one is ~4x longer).
+__device__ __forceinline__ int64_t div64(int64_t a, int64_t b) {
+  const uint64_t ua = static_cast<uint64_t>(a), ub = static_cast<uint64_t>(b);
+  return static_cast<int64_t>(((ua | ub) >> 32) == 0 ? static_cast<uint64_t>(static_cast<uint32_t>(ua) / static_cast<uint32_t>(ub))
+                                                      : ua / ub);
 }
 
-// Fill row_lo and its band (S at row_lo, row_lo + 1, row_lo + 2; kInf past the tape) for part q.
-// The third value is kept in the cut/run slot until the walker has read it.
-template <typename Tape>
-__device__ void set_row_lo(PartRecord* rec, int q, int64_t r, const Tape& S, int64_t n, int64_t total) {
-  int64_t* third = reinterpret_cast<int64_t*>(&rec[q].cut);
-  rec[q].r = static_cast<int32_t>(r < n ? r : n);   // every byte of the record is written before it is staged
-  if (r >= n) {
-    rec[q].row_lo = static_cast<int32_t>(n);
-    rec[q].E = total;
-    rec[q].Sr = kInf;
-    *third = kInf;
+// First part q whose lo_q = F + (q + 1) Q is >= x (P when none).
+__device__ __forceinline__ int64_t first_part(int64_t x, int64_t F, int64_t Q, int64_t P) {
+  if (x - F <= Q) return 0;
+  const int64_t q = div64(x - F + Q - 1, Q) - 1;
+  return q < P ? q : P;
+}
+
+// A chunk of 8192 rows [c0, c0 + 8192) cut at r1: each thread's 8 row costs (0 past r1), its zero-length
+// mask and its exclusive prefix inside the chunk; the chunk's sum.
+struct ChunkScan {
+  uint32_t cost[kV];
+  uint32_t zero;
+  int64_t excl;
+  int64_t sum;
+};
+
+__device__ __forceinline__ void scan_chunk(const Args& a, const int32_t* lens, int64_t c0, int64_t r1,
+                                           int64_t* buf, ChunkScan& cs, bool first = false) {
+  const int64_t i0 = c0 + static_cast<int64_t>(threadIdx.x) * kV;
+  int32_t len[kV];
+  const int32_t* p = lens + i0;
+  if (i0 + kV <= r1 && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
+    const int4 x0 = __ldg(reinterpret_cast<const int4*>(p));
+    const int4 x1 = __ldg(reinterpret_cast<const int4*>(p) + 1);
+    len[0] = x0.x; len[1] = x0.y; len[2] = x0.z; len[3] = x0.w;
+    len[4] = x1.x; len[5] = x1.y; len[6] = x1.z; len[7] = x1.w;
   } else {
-    rec[q].row_lo = static_cast<int32_t>(r);
-    rec[q].E = S(r);
-    rec[q].Sr = S(r + 1);
-    *third = r + 2 <= n ? S(r + 2) : kInf;
+#pragma unroll
+    for (int j = 0; j < kV; ++j) len[j] = i0 + j < r1 ? __ldg(p + j) : 1;
   }
+  uint32_t tsum = 0, zero = 0;
+  const uint32_t F = static_cast<uint32_t>(a.c.overhead);
+#pragma unroll
+  for (int j = 0; j < kV; ++j) {
+    const bool in = i0 + j < r1;
+    const uint32_t c = in ? nblk32(len[j], a) + F : 0u;
+    cs.cost[j] = c;
+    tsum += c;   // 8 costs < 2^29
+    if (in && len[j] == 0) zero |= 1u << j;
+  }
+  cs.zero = zero;
+  if (first) MLA_STAMP(6);
+  cs.excl = block_exclusive_sum(tsum, buf, &cs.sum);
 }
 
-// The walker: one warp finds every part end E_q. Lanes hold 32 consecutive parts; D (the accumulated
-// restart shift) is common to all parts after the last restart, so one ballot finds the next restart.
+// ---- the three ways to know the tape ----
+// Sparse mode: every row costs c, S_i = i c.
+struct SparseTape {
+  int64_t c, n, total;
+  int32_t last_blk_v;
+  __device__ int64_t next(int64_t i, int64_t Si) const { return i < n ? Si + c : kInf; }   // S(i + 1)
+  __device__ int32_t last_blk(int64_t) const { return last_blk_v; }
+};
+// low_smem, dense: S(i + 1) = S(i) + cost(len_i), lengths from global memory.
+struct LensTape {
+  const int32_t* lens;
+  const Args* a;
+  int64_t n;
+  __device__ int64_t next(int64_t i, int64_t Si) const { return i < n ? Si + cost_of(__ldg(lens + i), *a) : kInf; }
+  __device__ int32_t last_blk(int64_t r) const { return last_block(__ldg(lens + r), a->c.block_size_n); }
+};
+// smem, dense: every rank's slice in its shared memory (groups of 32 rows: 31-bit offset + int64 base).
+struct ClusterTape {
+  const uint32_t* rel;
+  const int64_t* gbase;
+  const int64_t* pre;   // this CTA's copy of the rank prefixes
+  int64_t n, total, F;
+  uint32_t R;           // rows per rank (multiple of 32)
+  unsigned rank;
+  __device__ __forceinline__ int64_t S(int64_t i, uint32_t* flag = nullptr) const {
+    if (i >= n) return total;
+    const uint32_t o = static_cast<uint32_t>(i) / R, li = static_cast<uint32_t>(i) - o * R;
+    const uint32_t* rl = rel;
+    const int64_t* gb = gbase;
+    if (o != rank) {
+      rl = remote(const_cast<uint32_t*>(rel), o);
+      gb = remote(const_cast<int64_t*>(gbase), o);
+    }
+    const uint32_t v = rl[li];
+    if (flag) *flag = v >> 31;
+    return pre[o] + gb[li >> kGroupLog] + (v & 0x7fffffffu);
+  }
+  __device__ int64_t next(int64_t i, int64_t) const { return i < n ? S(i + 1) : kInf; }
+  __device__ int32_t last_blk(int64_t r) const {
+    uint32_t zero = 0;
+    const int64_t s0 = S(r, &zero);
+    return zero ? 0 : static_cast<int32_t>(S(r + 1) - s0 - F);
+  }
+};
+
+__device__ __forceinline__ PartRecord band_record(int64_t r, int64_t s0, int64_t s1, int64_t s2) {
+  PartRecord rc;
+  rc.E = s0;
+  rc.Sr = s1;
+  rc.r = static_cast<int32_t>(r);   // every byte is written before the record is copied anywhere
+  rc.row_lo = static_cast<int32_t>(r);
+  rc.cut = static_cast<int32_t>(static_cast<uint64_t>(s2) & 0xffffffffu);
+  rc.run = static_cast<int32_t>(static_cast<uint64_t>(s2) >> 32);
+  return rc;
+}
+__device__ __forceinline__ int64_t band_third(const PartRecord& rc) {
+  return static_cast<int64_t>((static_cast<uint64_t>(static_cast<uint32_t>(rc.run)) << 32) |
+                              static_cast<uint32_t>(rc.cut));
+}
+__device__ __forceinline__ void store_record(PartRecord* dst, const PartRecord& rc) {
+  const int4* s = reinterpret_cast<const int4*>(&rc);
+  int4* d = reinterpret_cast<int4*>(dst);
+  d[0] = s[0];
+  d[1] = s[1];
+}
+__device__ __forceinline__ PartRecord load_record(const PartRecord* src, bool global) {
+  PartRecord rc;
+  int4* d = reinterpret_cast<int4*>(&rc);
+  const int4* s = reinterpret_cast<const int4*>(src);
+  if (global) {
+    d[0] = __ldcg(s);
+    d[1] = __ldcg(s + 1);
+  } else {
+    d[0] = s[0];
+    d[1] = s[1];
+  }
+  return rc;
+}
+// The band of a part whose lo is at or past the end of the tape.
+__device__ __forceinline__ PartRecord past_end_record(int64_t n, int64_t total) {
+  return band_record(n, total, kInf, kInf);
+}
+
+// Once a window of 32 parts (lanes) has its final ends (pos, sr = S(r), r), one warp derives cut flags, runs
+// of pieces of one row and cut rows with ballots, and (rank 0) stores each part's final record in place for
+// the metadata pass. `W` carries the last part of the previous window and the running counts.
+struct WindowCarry {
+  int C = 0, run_start = 0;
+  int32_t r = 0;
+  bool cut = false;
+};
+__device__ __forceinline__ void finalize_window(int base, bool act, int64_t pos, int64_t sr, int64_t r, int64_t n,
+                                                int64_t F, PartRecord* rec, int32_t* cuts, bool write_final,
+                                                WindowCarry& W) {
+  const int lane = threadIdx.x & 31, q = base + lane;
+  const int32_t r32 = static_cast<int32_t>(r);
+  const bool cut = act && r < n && pos - sr > F;
+  int32_t pr = __shfl_up_sync(kFull, r32, 1);
+  bool pcut = __shfl_up_sync(kFull, cut ? 1 : 0, 1) != 0;
+  if (lane == 0) {
+    pr = W.r;
+    pcut = W.cut;
+  }
+  const bool brk = q == 0 || !pcut || pr != r32;
+  const unsigned bm = __ballot_sync(kFull, act && brk);
+  const unsigned upto = bm & (lane == 31 ? kFull : ((2u << lane) - 1u));
+  const int start = upto ? base + 31 - __clz(upto) : W.run_start;
+  const unsigned cm = __ballot_sync(kFull, cut);
+  if (cut) cuts[W.C + __popc(cm & ((1u << lane) - 1u))] = r32;
+  if (act && write_final) {
+    PartRecord f;
+    f.E = pos;
+    f.Sr = sr;
+    f.r = r32;
+    f.row_lo = 0;
+    f.cut = cut ? 1 : 0;
+    f.run = q - start + 1;
+    store_record(rec + q, f);
+  }
+  if (bm) W.run_start = base + 31 - __clz(bm);
+  W.C += __popc(cm);
+  W.r = __shfl_sync(kFull, r32, 31);
+  W.cut = __shfl_sync(kFull, cut ? 1 : 0, 31) != 0;
+}
+
+// The walker (dense mode), one warp: lanes hold 32 consecutive parts; D (the accumulated restart shift) is
+// common to all parts after the last restart, so one ballot finds the next restart. Returns the cut count.
 template <typename Tape>
-__device__ void walk_parts(PartRecord* rec, const Tape& S, int P, int64_t n, int64_t Q, int64_t F) {
+__device__ int walk_parts(PartRecord* rec, bool rec_global, int P, int64_t n, int64_t Q, int64_t F,
+                          const Tape& T, int32_t* cuts, bool write_final) {
   const int lane = threadIdx.x & 31;
+  const int32_t F32 = static_cast<int32_t>(F);
   int64_t D = 0;
+  WindowCarry W;
   for (int base = 0; base < P; base += 32) {
     const int q = base + lane;
     const bool act = q < P;
     int64_t pos = 0, sr = 0, sr1 = kInf, sr2 = kInf;
     int64_t r = n;
     if (act) {
-      r = rec[q].row_lo;
-      sr = rec[q].E;
-      sr1 = rec[q].Sr;
-      sr2 = *reinterpret_cast<const int64_t*>(&rec[q].cut);   // S(row_lo + 2), or kInf past the end
+      const PartRecord rc = load_record(rec + q, rec_global);
+      r = rc.row_lo;
+      sr = rc.E;
+      sr1 = rc.Sr;
+      sr2 = band_third(rc);
       pos = F + (q + 1) * Q + D;
-      while (pos >= sr1) {   // D moved us past row_lo: step forward (rare, short)
+      while (pos >= sr1) {   // D moved us past row_lo: step forward
         ++r;
         sr = sr1;
         sr1 = sr2;
-        sr2 = r + 2 <= n ? S(r + 2) : kInf;
+        sr2 = T.next(r + 1, sr1);
       }
     }
     int p = base;   // parts below p in this window are final
     while (true) {
-      const bool snap = act && q >= p && r < n && (pos - sr) < F;
+      // in the window of row r: 0 <= pos - sr < F (pos - sr < cost of row r < 2^31 while r < n)
+      const int32_t off = static_cast<int32_t>(pos - sr);
+      const bool snap = act && q >= p && r < n && off < F32;
       const unsigned m = __ballot_sync(kFull, snap);
-      const int last = m ? __ffs(m) - 1 : 31;
-      if (act && q >= p && lane <= last) {
-        rec[q].E = pos;
-        rec[q].Sr = sr;
-        rec[q].r = static_cast<int32_t>(r);
-      }
-      if (!m || last == 31) {
-        if (m) D += __shfl_sync(kFull, sr + F - pos, 31);
-        break;
-      }
-      const int64_t disp = __shfl_sync(kFull, sr + F - pos, last);
+      if (!m) break;
+      const int last = __ffs(m) - 1;
+      const int32_t disp = __shfl_sync(kFull, F32 - off, last);   // in [1, F]
       D += disp;
+      if (last == 31) break;
       p = base + last + 1;
       if (act && lane > last) {
         pos += disp;   // disp <= F < cost of any row: at most one row forward
@@ -225,57 +376,55 @@ __device__ void walk_parts(PartRecord* rec, const Tape& S, int P, int64_t n, int
           ++r;
           sr = sr1;
           sr1 = sr2;
-          sr2 = r + 2 <= n ? S(r + 2) : kInf;
+          sr2 = T.next(r + 1, sr1);
         }
       }
     }
+    finalize_window(base, act, pos, sr, r, n, F, rec, cuts, write_final, W);
   }
+  return W.C;
 }
 
-// After the walker: per-part cut flags and split runs (two block scans), the compact list of cut rows,
-// and every row of tile_scheduler_metadata. Returns the number of cuts. Contains __syncthreads.
-// `last_blk(row)` gives end_block for a part that ends on the boundary after `row`.
-template <typename LastBlk>
-__device__ int finish_parts(PartRecord* rec, int32_t* cut_rows, int32_t* meta, const LastBlk& last_blk, int P,
-                            int64_t n, const Config& c, int64_t* scan_buf) {
-  const int64_t F = c.overhead;
-  int64_t carry_sum = 0, carry_max = 0;
-  for (int c0 = 0; c0 < P; c0 += blockDim.x) {
-    const int p = c0 + threadIdx.x;
-    int64_t cut = 0, brk = 0;
-    int32_t r = 0;
-    if (p < P) {
-      const PartRecord me = rec[p];
-      r = me.r;
-      cut = (me.r < n && me.E - me.Sr > F) ? 1 : 0;
-      bool b = true;
-      if (p > 0) {
-        const PartRecord pr = rec[p - 1];
-        const bool pcut = pr.r < n && pr.E - pr.Sr > F;
-        b = !pcut || pr.r != me.r;
-      }
-      brk = b ? p : 0;
+// Sparse mode needs no walk: every row costs c, so a part ending in a row's window restarts the next one at
+// offset F + Q (mod c) whatever the row, and the restarts recur every m + 1 parts, where m is the first j
+// with (F + (j + 1) Q) mod c < F. Part q = k (m + 1) + j ends at k Delta c + F + (j + 1) Q with
+// Delta = floor((F + (m + 1) Q) / c) (past the tape end nothing restarts, and every later part is past it too).
+__device__ int walk_sparse(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t F, int64_t c, int32_t* cuts,
+                           bool write_final) {
+  const int lane = threadIdx.x & 31;
+  const int64_t total = n * c;
+  int m = P;
+  for (int base = 0; base < P; base += 32) {
+    const int j = base + lane;
+    const bool hit = j < P && (F + (j + 1) * Q) - div64(F + (j + 1) * Q, c) * c < F;
+    const unsigned h = __ballot_sync(kFull, hit);
+    if (h) {
+      m = base + __ffs(h) - 1;
+      break;
     }
-    int64_t tot_sum, tot_max;
-    const int64_t incl = block_inclusive<false>(cut, scan_buf, &tot_sum) + carry_sum;
-    int64_t start = block_inclusive<true>(brk, scan_buf, &tot_max);
-    start = start > carry_max ? start : carry_max;
-    if (p < P) {
-      rec[p].cut = static_cast<int32_t>(cut);
-      rec[p].run = static_cast<int32_t>(p - start + 1);
-      if (cut) cut_rows[incl - 1] = r;
-    }
-    carry_sum += tot_sum;
-    carry_max = carry_max > tot_max ? carry_max : tot_max;
   }
-  __syncthreads();
+  const int64_t step = m < P ? div64(F + (m + 1) * Q, c) * c : 0;
+  WindowCarry W;
+  for (int base = 0; base < P; base += 32) {
+    const int q = base + lane;
+    const bool act = q < P;
+    const int k = q / (m + 1), j = q - k * (m + 1);
+    const int64_t pos = k * step + F + (j + 1) * Q;
+    const int64_t r = pos < total ? div64(pos, c) : n;
+    finalize_window(base, act, pos, r * c, r, n, F, rec, cuts, write_final, W);
+  }
+  return W.C;
+}
+
+// tile_scheduler_metadata from the final records (all threads of one CTA).
+template <typename Tape>
+__device__ void write_meta(const PartRecord* rec, bool rec_global, int32_t* meta, int P, int64_t n, int64_t F,
+                           const Tape& T) {
   for (int p = threadIdx.x; p < P; p += blockDim.x) {
     int32_t row[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const PartRecord me = rec[p];
-    if (p == 0) {
-      row[0] = 0;
-    } else {
-      const PartRecord pr = rec[p - 1];
+    const PartRecord me = load_record(rec + p, rec_global);
+    if (p > 0) {
+      const PartRecord pr = load_record(rec + p - 1, rec_global);
       if (pr.r >= n) {
         row[0] = -1;
       } else {
@@ -288,396 +437,467 @@ __device__ int finish_parts(PartRecord* rec, int32_t* cut_rows, int32_t* meta, c
     }
     if (me.r >= n) {
       row[2] = static_cast<int32_t>(n - 1);
-      row[3] = last_blk(n - 1);
+      row[3] = T.last_blk(n - 1);
     } else if (me.cut) {
       row[2] = me.r;
       row[3] = static_cast<int32_t>(me.E - me.Sr - F);
     } else {   // me.r >= 1 here: E >= F + Q > F, so row 0 cannot end a part on its window
       row[2] = me.r - 1;
-      row[3] = last_blk(me.r - 1);
+      row[3] = T.last_blk(me.r - 1);
     }
     int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
     dst[0] = make_int4(row[0], row[1], row[2], row[3]);
     dst[1] = make_int4(row[4], row[5], row[6], row[7]);
   }
-  return static_cast<int>(carry_sum);
 }
 
-__device__ void write_empty_meta(int32_t* meta, int P) {
-  for (int p = threadIdx.x; p < P; p += blockDim.x) {
-    int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
-    dst[0] = make_int4(-1, 0, -1, 0);
-    dst[1] = make_int4(0, 0, 0, 0);
-  }
-}
-
-// num_splits: splits[0] = 0, splits[i + 1] = i + 1 + #cuts in rows <= i (i < n), then n + C (cuts sorted).
-// Positions k0, k0 + stride, ... < k1, one thread each (coalesced across threads). Each thread keeps a
-// cursor into the sorted cut rows that only moves forward, so a position costs a compare, not a search.
-__device__ __forceinline__ void write_splits_strided(int32_t* splits, int k0, int k1, int stride, int n,
-                                                     const int32_t* cuts, int C) {
-  if (k0 >= k1) return;
-  int lo = 0, hi = C;   // number of cuts with row <= k0 - 1
-  while (lo < hi) {
-    const int mid = (lo + hi) >> 1;
-    if (cuts[mid] <= k0 - 1) lo = mid + 1; else hi = mid;
-  }
-  int cnt = lo;
-  int next = cnt < C ? cuts[cnt] : INT32_MAX;
-  const int tail = n + C;
-  for (int k = k0; k < k1; k += stride) {
-    const int i = k - 1;
-    while (next <= i) {   // rare: a cut row between this position and the previous one
-      ++cnt;
-      next = cnt < C ? cuts[cnt] : INT32_MAX;
-    }
-    splits[k] = k == 0 ? 0 : (i < n ? k + cnt : tail);
-  }
-}
-
-// Copy lens[0, n) into shared memory: 16-byte loads for the aligned body, all issued before any is stored.
-__device__ __forceinline__ void stage_lengths(int32_t* dst, const int32_t* src, int64_t n) {
-  const int64_t mis = (reinterpret_cast<uintptr_t>(src) & 15) / 4;
-  const int64_t head = imin64(n, mis ? 4 - mis : 0);
-  if (threadIdx.x < head) dst[threadIdx.x] = __ldg(src + threadIdx.x);
-  const int64_t nvec = (n - head) / 4;
-  const int4* s4 = reinterpret_cast<const int4*>(src + head);
-  constexpr int kU = 8;
-  for (int64_t v0 = threadIdx.x; v0 < nvec; v0 += kU * blockDim.x) {
-    int4 x[kU];
-#pragma unroll
-    for (int u = 0; u < kU; ++u) {
-      const int64_t v = v0 + u * blockDim.x;
-      if (v < nvec) x[u] = __ldg(s4 + v);
-    }
-#pragma unroll
-    for (int u = 0; u < kU; ++u) {
-      const int64_t v = v0 + u * blockDim.x;
-      if (v < nvec) {
-        int32_t* d = dst + head + 4 * v;
-        d[0] = x[u].x;
-        d[1] = x[u].y;
-        d[2] = x[u].z;
-        d[3] = x[u].w;
-      }
-    }
-  }
-  for (int64_t i = head + 4 * nvec + threadIdx.x; i < n; i += blockDim.x) dst[i] = __ldg(src + i);
-}
-
-// =============================== the "smem" kernel ===============================
-__global__ void __launch_bounds__(1024, 1) mla_smem_kernel(const Args a) {
-  extern __shared__ __align__(16) uint8_t smem[];   // the kernel uses no static shared memory
-  const int64_t g = a.batch0 + blockIdx.x;
-  const int64_t B = a.B;
-  const int P = a.c.num_parts;
-  const Config c = a.c;
-  const int32_t* lens = a.seqlens + g * B;
-  int32_t* meta = a.meta + g * P * 8;
-  int32_t* splits = a.splits + g * (B + 1);
-  const int64_t n = clamp_valid(a, g);
-  auto al16 = [](int64_t x) { return (x + 15) / 16 * 16; };
-  const int64_t groups = (B + 1 + kGroup - 1) / kGroup;
-  uint32_t* rel = reinterpret_cast<uint32_t*>(smem);
-  int64_t* gbase = reinterpret_cast<int64_t*>(smem + al16(4 * (B + 1)));
-  PartRecord* rec = reinterpret_cast<PartRecord*>(smem + al16(4 * (B + 1)) + al16(8 * (groups + 1)));
-  int32_t* cut_rows = reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(rec) + al16(kPartRecordBytes * P));
-  int64_t* scan_buf = reinterpret_cast<int64_t*>(reinterpret_cast<uint8_t*>(cut_rows) + al16(4 * P));  // 33
-
-  if (n == 0) {
-    write_empty_meta(meta, P);
-    for (int64_t k = threadIdx.x; k <= B; k += blockDim.x) splits[k] = 0;
-    return;
-  }
-  uint8_t* ws_g = a.ws + g * a.ws_stride;
-  (void)ws_g;
-  MLA_STAMP(ws_g, 0);
-  // Phase A: stage the lengths in shared memory (rel[] holds them until it is overwritten in place), every
-  // load issued before any is used; then costs -> 31-bit offsets inside groups of 32 rows, group sums.
+// num_splits: splits[0] = 0, splits[k] = k + #cuts < k for 1 <= k <= n, then n + C (cut rows sorted).
+// Positions [k_lo, k_hi): each warp writes a contiguous segment, 32 consecutive positions per step
+// (coalesced), keeping one cursor into the cut rows that only moves forward (a register compare per step;
+// shared memory is read only where a cut row falls in the step).
+__device__ void write_splits(int32_t* splits, int k_lo, int k_hi, int n, const int32_t* cuts, int C) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  if (c.topk < 0) stage_lengths(reinterpret_cast<int32_t*>(rel), lens, n);
-  __syncthreads();
-  {   // 32-bit indices: B + 1 < 2^31 (checked on the host)
-    const int ni = static_cast<int>(n), Bi = static_cast<int>(B), gn = static_cast<int>(groups);
-    const uint32_t F32 = static_cast<uint32_t>(c.overhead);
-    for (int gi = warp; gi < gn; gi += nwarps) {
-      const int i = gi * kGroup + lane;
-      const int32_t len = i < ni ? (c.topk >= 0 ? c.topk : static_cast<int32_t>(rel[i])) : 1;
-      const uint32_t v = i < ni ? nblk32(len, a) + F32 : 0u;
-      const uint32_t incl = warp_inclusive_sum(v);   // < 2^31 per group (smem_supported)
-      if (i <= Bi) rel[i] = (incl - v) | (i < ni && len == 0 ? 0x80000000u : 0u);
-      if (lane == 31) gbase[gi] = incl;
+  const int per = ((k_hi - k_lo + nwarps - 1) / nwarps + 31) & ~31;
+  const int s0 = k_lo + warp * per;
+  const int s1 = s0 + per < k_hi ? s0 + per : k_hi;
+  if (s0 >= s1) return;
+  int cur = 0, hi = C;   // first cut >= s0
+  while (cur < hi) {
+    const int mid = (cur + hi) >> 1;
+    if (cuts[mid] < s0) cur = mid + 1; else hi = mid;
+  }
+  int next = cur < C ? cuts[cur] : INT32_MAX;
+  const int tail = n + C;
+  for (int w0 = s0; w0 < s1; w0 += 32) {
+    const int k = w0 + lane;
+    int cnt = cur;
+    if (next < w0 + 32) {   // cut rows inside this step (rare): binary searches in the sorted cut rows
+      int e = cur, h = C;   // first cut >= w0 + 32
+      while (e < h) {
+        const int mid = (e + h) >> 1;
+        if (cuts[mid] < w0 + 32) e = mid + 1; else h = mid;
+      }
+      int l = cur;
+      h = e;   // first cut >= k, for this lane
+      while (l < h) {
+        const int mid = (l + h) >> 1;
+        if (cuts[mid] < k) l = mid + 1; else h = mid;
+      }
+      cnt = l;
+      cur = e;
+      next = cur < C ? cuts[cur] : INT32_MAX;
+    }
+    // cnt = #cuts < k for this lane
+    if (k < s1) splits[k] = k == 0 ? 0 : (k <= n ? k + cnt : tail);
+  }
+}
+
+// The band around tape position x among the 8 rows [i0, i0 + 8) of one thread, whose first row starts at
+// tape position s (s <= x < S(min(i0 + 8, r1))): the row r holding x, S(r), S(r + 1), S(r + 2) (kInf past the
+// tape). All 9 lengths are loaded at once (one memory round trip).
+__device__ __forceinline__ PartRecord band_in_thread(const Args& a, const int32_t* lens, int64_t i0, int64_t n,
+                                                     int64_t s, int64_t x) {
+  int32_t len[kV + 1];
+#pragma unroll
+  for (int j = 0; j <= kV; ++j) len[j] = i0 + j < n ? __ldg(lens + i0 + j) : 1;
+  int64_t r = i0 + kV - 1, s0 = s, s1 = 0, s2 = kInf;
+  bool found = false;
+#pragma unroll
+  for (int j = 0; j < kV; ++j) {
+    const int64_t cj = cost_of(len[j], a);
+    if (!found && (x < s0 + cj || j == kV - 1)) {
+      found = true;
+      r = i0 + j;
+      s1 = s0 + cj;
+      s2 = r + 1 < n ? s1 + cost_of(len[j + 1], a) : kInf;
+    } else if (!found) {
+      s0 += cj;
     }
   }
-  __syncthreads();
-  // Group bases: exclusive scan of group sums.
-  int64_t carry = 0;
-  for (int64_t c0 = 0; c0 < groups; c0 += blockDim.x) {
-    const int64_t gi = c0 + threadIdx.x;
-    const int64_t v = gi < groups ? gbase[gi] : 0;
-    int64_t tot;
-    const int64_t incl = block_inclusive<false>(v, scan_buf, &tot);
-    if (gi < groups) gbase[gi] = carry + incl - v;
-    carry += tot;
+  return band_record(r, s0, s1, s2);
+}
+
+template <bool kSmem>
+__device__ __forceinline__ LowStatic* low_static() {
+  if constexpr (kSmem) {
+    return nullptr;
+  } else {
+    __shared__ __align__(16) LowStatic st;
+    return &st;
   }
-  if (threadIdx.x == 0) gbase[groups] = carry;
-  __syncthreads();
-  const SmemTape S{rel, gbase};
-  const int64_t total = S(n);
-  const int64_t F = c.overhead;
-  const int64_t Q = ceil_div(total, P);
-  MLA_STAMP(ws_g, 1);
-  // Phase B: the row holding each lo_q.
-  for (int q = threadIdx.x; q < P; q += blockDim.x) {
-    const int64_t lo = F + (q + 1) * Q;
-    const int64_t r = lo >= total ? n : upper_row(S, 0, n, lo);
-    set_row_lo(rec, q, r, S, n, total);
-  }
-  __syncthreads();
-  MLA_STAMP(ws_g, 2);
-  // Phase C: the walker.
-  if (warp == 0) walk_parts(rec, S, P, n, Q, F);
-  __syncthreads();
-  MLA_STAMP(ws_g, 3);
-  // Phase D: metadata rows and cut rows (end_block of a row from the tape and its zero-length flag).
-  auto last_blk = [&](int64_t r) -> int32_t {
-    return (rel[r] >> 31) ? 0 : static_cast<int32_t>(S(r + 1) - S(r) - F);
-  };
-  const int C = finish_parts(rec, cut_rows, meta, last_blk, P, n, c, scan_buf);
-  __syncthreads();
-  MLA_STAMP(ws_g, 4);
-  // Phase E: num_splits, block-strided positions (coalesced stores).
-  write_splits_strided(splits, threadIdx.x, static_cast<int>(B + 1), blockDim.x, static_cast<int>(n), cut_rows, C);
-#ifdef MLA_PHASE_TIMING
-  __syncthreads();
-#endif
-  MLA_STAMP(ws_g, 5);
 }
 
-// =============================== the "low_smem" kernels ===============================
-constexpr int kLowThreads = 256;
-constexpr int kStageParts = 1024;   // part records staged in shared memory by the last block (32 KiB)
-
-struct Slice {
-  int64_t* local;      // [B + 1] in-tile exclusive offsets
-  int64_t* tile_off;   // [tiles + 1]: exclusive offsets of the tiles, written by K2
-  PartRecord* rec;
-  int32_t* cut_rows;
-  int64_t* scal;       // [0] total, [1] Q, [2] n, [3] C
-  unsigned* counters;
-};
-
-__device__ __forceinline__ Slice slice(const Args& a, int64_t g) {
-  uint8_t* b = a.ws + g * a.ws_stride;
-  return Slice{reinterpret_cast<int64_t*>(b + a.lay.local), reinterpret_cast<int64_t*>(b + a.lay.tile_off),
-               reinterpret_cast<PartRecord*>(b + a.lay.parts), reinterpret_cast<int32_t*>(b + a.lay.cut_rows),
-               reinterpret_cast<int64_t*>(b + a.lay.scalars), reinterpret_cast<unsigned*>(b + a.lay.counters)};
-}
-
-// K1's per-tile sums (read by every K2 block).
-__device__ __forceinline__ int64_t* tile_sums(const Args& a, int64_t g) {
-  return reinterpret_cast<int64_t*>(a.ws + g * a.ws_stride + a.lay.tile_sum);
-}
-
-// Returns true in exactly one block per batch: the last to finish (all earlier writes visible to it).
-__device__ bool last_block_done(unsigned* counter, unsigned nblocks) {
-  __shared__ bool is_last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) is_last = atomicAdd(counter, 1u) == nblocks - 1;
-  __syncthreads();
-  if (is_last) __threadfence();
-  return is_last;
-}
-
-// K1: per tile of 2048 positions, in-tile exclusive offsets and the tile sum. Fully parallel. Block 0 also
-// clears K2's completion counter (K2 starts only after K1 has finished, in stream order).
-__global__ void __launch_bounds__(kLowThreads) tile_scan_kernel(const Args a) {
-  __shared__ int64_t warp_tot[kLowThreads / 32];
+// =============================== the kernel (both variants) ===============================
+template <bool kSmem, int kNT>
+__device__ __forceinline__ void sched_body(const Args& a) {
+  constexpr int kCh = kNT * kV;   // rows per chunk (a rank has one chunk unless kNT == 1024)
+  MLA_STAMP(7);
+  extern __shared__ __align__(16) uint8_t dyn[];
   const int64_t g = a.batch0 + blockIdx.y;
-  const Slice s = slice(a, g);
-  const int64_t B = a.B, n = clamp_valid(a, g);
-  const int32_t* lens = a.seqlens + g * B;
-  const int64_t t = blockIdx.x, tile0 = t * kTile;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (t == 0 && threadIdx.x == 0) s.counters[1] = 0;
-  constexpr int kPerWarp = kTile / (kLowThreads / 32);   // 256 positions per warp
-  const int64_t w0 = tile0 + warp * kPerWarp;
-  int64_t cost[kPerWarp / 32];
-#pragma unroll
-  for (int j = 0; j < kPerWarp / 32; ++j) cost[j] = row_cost(lens, w0 + j * 32 + lane, n, a);
-  int64_t run = 0;
-  int64_t pre[kPerWarp / 32];
-#pragma unroll
-  for (int j = 0; j < kPerWarp / 32; ++j) {
-    const int64_t incl = warp_inclusive_sum(cost[j]);
-    pre[j] = run + incl - cost[j];
-    run += __shfl_sync(kFull, incl, 31);
-  }
-  if (lane == 0) warp_tot[warp] = run;
-  __syncthreads();
-  int64_t off = 0;
-  for (int w = 0; w < warp; ++w) off += warp_tot[w];
-#pragma unroll
-  for (int j = 0; j < kPerWarp / 32; ++j) {
-    const int64_t i = w0 + j * 32 + lane;
-    if (i <= B) s.local[i] = off + pre[j];
-  }
-  if (threadIdx.x == 0) {
-    int64_t tot = 0;
-    for (int w = 0; w < kLowThreads / 32; ++w) tot += warp_tot[w];
-    tile_sums(a, g)[t] = tot;
-  }
-}
-
-// K2: every block reduces the tile sums itself (its tile's offset and the total), so no serial scan is
-// needed; blocks whose tile holds some lo_q find those rows in a shared-memory copy of the tile. The last
-// block stages the part records in shared memory, runs the walker and writes tile_scheduler_metadata.
-__global__ void __launch_bounds__(kLowThreads) part_search_kernel(const Args a) {
-  __shared__ __align__(16) uint8_t stage[kStageParts * sizeof(PartRecord)];   // tile copy, then part records
-  __shared__ int64_t scan_buf[33];
-  int64_t* tile_s = reinterpret_cast<int64_t*>(stage);
-  const int64_t g = a.batch0 + blockIdx.y;
-  const Slice s = slice(a, g);
-  const int64_t B = a.B, n = clamp_valid(a, g);
+  const int64_t B = a.B;
   const int P = a.c.num_parts;
   const int64_t F = a.c.overhead;
-  const int64_t* sums = tile_sums(a, g);
-  const int64_t t = blockIdx.x, nt = gridDim.x, tile0 = t * kTile;
-  // offset of this tile and the total, from all tile sums
-  int64_t before = 0, all = 0;
-  for (int64_t k = threadIdx.x; k < nt; k += blockDim.x) {
-    const int64_t v = __ldcg(sums + k);
-    all += v;
-    if (k < t) before += v;
-  }
-  int64_t total;
-  block_inclusive<false>(before, scan_buf, &before);   // block totals
-  block_inclusive<false>(all, scan_buf, &total);
-  const int64_t Q = n > 0 ? ceil_div(total, P) : 0;
-  const int64_t a0 = before, a1 = before + __ldcg(sums + t);
-  if (threadIdx.x == 0) {
-    s.tile_off[t] = a0;
-    if (t == nt - 1) s.tile_off[nt] = total;
-    if (t == 0) {
-      s.scal[0] = total;
-      s.scal[1] = Q;
-      s.scal[2] = n;
-    }
-  }
-  if (n > 0) {
-    // parts q with a0 <= lo_q < a1 (lo_q = F + (q + 1) Q), lo_q < total
-    int64_t qa = a0 - F <= 0 ? 0 : ceil_div(a0 - F, Q) - 1;
-    int64_t qb = a1 - F <= 0 ? 0 : ceil_div(a1 - F, Q) - 1;
-    qa = qa < 0 ? 0 : qa;
-    qb = qb > P ? P : qb;
-    if (qa < qb && tile0 < n) {
-      const int64_t rows = imin64(kTile, n - tile0);   // search rows [tile0, tile0 + rows)
-      for (int k = threadIdx.x; k < rows; k += blockDim.x) tile_s[k] = __ldcg(s.local + tile0 + k);
-      __syncthreads();
-      // S for rows of this tile and the next (the band may cross into it; its offset is a1)
-      auto S_near = [&](int64_t i) -> int64_t {
-        if (i >= n) return i == n ? total : kInf;
-        return i < tile0 + kTile ? a0 + tile_s[i - tile0] : a1 + __ldcg(s.local + i);
-      };
-      for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
-        const int64_t x = F + (q + 1) * Q - a0;
-        int lo_i = 0, hi_i = static_cast<int>(rows);
-        while (hi_i - lo_i > 1) {
-          const int mid = (lo_i + hi_i) >> 1;
-          if (tile_s[mid] <= x) lo_i = mid; else hi_i = mid;
-        }
-        const int64_t r = tile0 + lo_i;
-        PartRecord& rq = s.rec[q];
-        rq.r = static_cast<int32_t>(r);   // overwritten by the walker; written so no byte is read uninitialized
-        rq.row_lo = static_cast<int32_t>(r);
-        rq.E = S_near(r);
-        rq.Sr = S_near(r + 1);
-        *reinterpret_cast<int64_t*>(&rq.cut) = S_near(r + 2);   // third band value, until the walker
-      }
-    }
-    if (t == 0) {   // parts whose lo_q is past the end of the tape
-      const int64_t qt = total - F <= 0 ? 0 : ceil_div(total - F, Q) - 1;
-      for (int64_t q = imax64(qt, 0) + threadIdx.x; q < P; q += blockDim.x) {
-        PartRecord& rq = s.rec[q];
-        rq.r = static_cast<int32_t>(n);
-        rq.row_lo = static_cast<int32_t>(n);
-        rq.E = total;
-        rq.Sr = kInf;
-        *reinterpret_cast<int64_t*>(&rq.cut) = kInf;
-      }
-    }
-  }
-  if (!last_block_done(&s.counters[1], nt)) return;
+  const bool sparse = a.c.topk >= 0;
+  const unsigned K = gridDim.x, rank = blockIdx.x;   // the cluster spans grid.x
+  const int32_t* lens = a.seqlens + g * B;
   int32_t* meta = a.meta + g * P * 8;
-  if (n == 0) {
-    write_empty_meta(meta, P);
-    if (threadIdx.x == 0) s.scal[3] = 0;
+  int32_t* splits = a.splits + g * (B + 1);
+  uint8_t* ws = a.ws + g * a.ws_stride;
+  const int64_t nv = a.num_valid[g];
+  const int64_t n = nv < 0 ? 0 : (nv > B ? B : nv);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  // num_splits positions [k_lo, k_hi) belong to this rank.
+  const int64_t per_rank_pos = (B + 1 + K - 1) / K;
+  const int k_lo = static_cast<int>(imin64(B + 1, rank * per_rank_pos));
+  const int k_hi = static_cast<int>(imin64(B + 1, (rank + 1) * per_rank_pos));
+
+  if (n == 0) {   // same n in every rank: no rank takes part in a cluster barrier
+    if (rank == 0) {
+      for (int p = threadIdx.x; p < P; p += blockDim.x) {
+        int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
+        dst[0] = make_int4(-1, 0, -1, 0);
+        dst[1] = make_int4(0, 0, 0, 0);
+      }
+    }
+    for (int k = k_lo + threadIdx.x; k < k_hi; k += blockDim.x) splits[k] = 0;
     return;
   }
-  PartRecord* rec = s.rec;
-  if (P <= kStageParts) {   // stage the records: the walker and finish_parts then touch only shared memory
+  MLA_STAMP(0);
+
+  // Shared-memory layout.
+  Shared* sh;
+  PartRecord* rec;
+  int32_t* cuts;
+  uint32_t* rel = nullptr;
+  int64_t* gbase = nullptr;
+  LowStatic* ls = low_static<kSmem>();
+  const int64_t Rcap = rows_per_rank(B, K);
+  bool global_parts = false;   // records and cut rows in the workspace (low_smem with P > kStageParts)
+  if constexpr (kSmem) {
+    auto al16 = [](int64_t x) { return (x + 15) / 16 * 16; };
+    sh = reinterpret_cast<Shared*>(dyn);
+    rel = reinterpret_cast<uint32_t*>(dyn + kSmemFixedBytes);
+    gbase = reinterpret_cast<int64_t*>(dyn + kSmemFixedBytes + al16(4 * Rcap));
+    rec = reinterpret_cast<PartRecord*>(reinterpret_cast<uint8_t*>(gbase) + al16(8 * (Rcap / kGroup + 1)));
+    cuts = reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(rec) + al16(kPartRecordBytes * P));
+  } else {
+    sh = &ls->sh;
+    if (P <= kStageParts) {
+      rec = ls->rec;
+      cuts = ls->cuts;
+    } else {
+      rec = reinterpret_cast<PartRecord*>(ws + a.lay.parts);
+      cuts = reinterpret_cast<int32_t*>(ws + a.lay.cut_rows);
+      global_parts = true;
+    }
+  }
+  int scan_parity = 0;
+  auto scan_buf = [&]() { return sh->scan[(scan_parity++) & 1]; };
+
+  int64_t total = 0, Q = 0;
+  int64_t* scal = reinterpret_cast<int64_t*>(ws + a.lay.scalars);
+  // Phase 3: the walker (warp 0 of every rank, or of rank 0 alone when the records are in global memory,
+  // which rank 0 overwrites with final ones), then metadata (rank 0). The caller writes num_splits.
+  auto finish = [&](const auto& T, const auto& walk) {
+    const bool walker = !global_parts || rank == 0;
+    int C = 0;
+    if (warp == 0 && walker) C = walk();
+    if (threadIdx.x == 0 && walker) {
+      sh->C = C;
+      if (global_parts) scal[8] = C;
+    }
+    if (global_parts && K > 1) {
+      __threadfence();
+      cluster_arrive();
+      cluster_wait();
+      if (rank != 0 && threadIdx.x == 0) sh->C = static_cast<int>(__ldcg(scal + 8));
+    }
     __syncthreads();
-    PartRecord* st = reinterpret_cast<PartRecord*>(stage);
-    const int4* src = reinterpret_cast<const int4*>(s.rec);
-    int4* dst = reinterpret_cast<int4*>(st);
-    for (int k = threadIdx.x; k < P * 2; k += blockDim.x) dst[k] = __ldcg(src + k);
-    rec = st;
+    MLA_STAMP(3);
+    if (rank == 0) write_meta(rec, global_parts, meta, P, n, F, T);
+  };
+  if (sparse) {
+    // ---------------- sparse mode: closed form (S_i = i c), no records, no barrier ----------------
+    const int64_t c = cost_of(a.c.topk, a);
+    total = n * c;
+    Q = div64(total + P - 1, P);
+    MLA_STAMP(2);
+    finish(SparseTape{c, n, total, last_block(a.c.topk, a.c.block_size_n)},
+           [&] { return walk_sparse(rec, P, n, Q, F, c, cuts, rank == 0); });
+    write_splits(splits, k_lo, k_hi, static_cast<int>(n), cuts, sh->C);
+    MLA_STAMP(4);
+    return;
+  }
+
+  // ---------------- dense mode ----------------
+  // This rank's rows [r0, r1): ceil(n / K) rounded up to whole groups (and to whole chunks in low_smem when
+  // a rank has more than one chunk, so that chunk sums can be kept per global chunk index).
+  int64_t R = rows_per_rank(n, K);
+  if (!kSmem && R > kCh) R = (R + kCh - 1) / kCh * kCh;
+  const int64_t r0 = imin64(n, rank * R), r1 = imin64(n, r0 + R);
+  const int nch = static_cast<int>((r1 - r0 + kCh - 1) / kCh);
+  int64_t* wpre = reinterpret_cast<int64_t*>(ws + a.lay.chunks);   // [K * (R / kCh)][32] when nch > 1
+  const int64_t wbase = static_cast<int64_t>(rank) * (R / kCh);
+  if (K > 1) cluster_arrive_relaxed();   // phase 0: every CTA of the cluster has started (completed below)
+
+  // Phase 1: costs, prefix sums (the tape, kept in shared memory by the smem kernel), this rank's sum.
+  ChunkScan cs;
+  int64_t carry = 0;
+  for (int ch = 0; ch < nch; ++ch) {
+    const int64_t c0 = r0 + static_cast<int64_t>(ch) * kCh;
+    scan_chunk(a, lens, c0, r1, scan_buf(), cs, ch == 0);
+    if (ch == 0) MLA_STAMP(5);
+    if constexpr (kSmem) {
+      const int64_t li0 = c0 - r0 + static_cast<int64_t>(threadIdx.x) * kV;   // multiple of 8
+      const int64_t lead = __shfl_sync(kFull, cs.excl, lane & ~(kGroupThreads - 1));
+      if (li0 < r1 - r0) {   // li0 + 7 < R <= Rcap: the stores stay inside this rank's slice
+        uint32_t off = static_cast<uint32_t>(cs.excl - lead);   // < 2^31 (smem_supported)
+        uint32_t v[kV];
+#pragma unroll
+        for (int j = 0; j < kV; ++j) {
+          v[j] = off | (((cs.zero >> j) & 1u) << 31);
+          off += cs.cost[j];
+        }
+        uint4* d = reinterpret_cast<uint4*>(rel + li0);
+        d[0] = make_uint4(v[0], v[1], v[2], v[3]);
+        d[1] = make_uint4(v[4], v[5], v[6], v[7]);
+        if ((threadIdx.x & (kGroupThreads - 1)) == 0) gbase[li0 >> kGroupLog] = carry + cs.excl;
+      }
+    } else {   // several chunks: each warp's first tape position (rank-local), for the row search
+      if (nch > 1 && lane == 0) wpre[(wbase + ch) * 32 + warp] = carry + cs.excl;
+    }
+    carry += cs.sum;
+  }
+  MLA_STAMP(1);
+  // Publish this rank's sum to every rank; then every rank knows where each slice starts.
+  if (K > 1) {
+    cluster_wait();   // phase 0 complete: remote shared memory may be written
+    if (threadIdx.x < K) remote(sh->rsum, threadIdx.x)[rank] = carry;
+    cluster_arrive();
+    cluster_wait();
+  } else if (threadIdx.x == 0) {
+    sh->rsum[0] = carry;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {   // once, not in every warp
+    int64_t acc = 0;
+    for (unsigned o = 0; o < K; ++o) {
+      sh->pre[o] = acc;
+      acc += sh->rsum[o];
+    }
+    sh->pre[K] = acc;
+    const int64_t q = div64(acc + P - 1, P);
+    sh->u[0] = q;
+    sh->u[1] = first_part(acc, F, q, P);
+    sh->u[2] = first_part(sh->pre[rank], F, q, P);
+    sh->u[3] = first_part(sh->pre[rank + 1], F, q, P);
+  }
+  __syncthreads();
+  total = sh->pre[K];
+  Q = sh->u[0];
+  const int64_t A0 = sh->pre[rank], A1 = sh->pre[rank + 1];
+  const int64_t qt = sh->u[1], qa = sh->u[2], qb = sh->u[3];   // past the tape: [qt, P); this rank: [qa, qb)
+
+  // Phase 2: the row holding each lo_q in [A0, A1); the band of S around it, broadcast to every rank.
+  auto put = [&](int64_t q, const PartRecord& rc) {
+    if (global_parts) {
+      store_record(rec + q, rc);
+    } else {
+      for (unsigned o = 0; o < K; ++o) store_record((o == rank ? rec : remote(rec, o)) + q, rc);
+    }
+  };
+  {   // parts whose lo_q is past the tape: every rank its own copy (rank 0 when the records are global)
+    if (!global_parts || rank == 0)
+      for (int64_t q = qt + threadIdx.x; q < P; q += blockDim.x) store_record(rec + q, past_end_record(n, total));
+  }
+  if constexpr (kSmem) {
+    const ClusterTape T{rel, gbase, sh->pre, n, total, F, static_cast<uint32_t>(R), rank};
+    for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
+      const int64_t x = F + (q + 1) * Q - A0;   // rank-local tape position, in [0, A1 - A0)
+      int lo = 0, hi = static_cast<int>(r1 - r0);   // largest local row with S_local <= x
+      while (hi - lo > 1) {
+        const int mid = (lo + hi) >> 1;
+        if (gbase[mid >> kGroupLog] + (rel[mid] & 0x7fffffffu) <= x) lo = mid; else hi = mid;
+      }
+      const int64_t r = r0 + lo;
+      const int64_t s0 = A0 + gbase[lo >> kGroupLog] + (rel[lo] & 0x7fffffffu);
+      const int64_t s1 = T.S(r + 1);
+      put(q, band_record(r, s0, s1, r + 1 < n ? T.S(r + 2) : kInf));
+    }
+  } else {
+    if (nch == 1) {
+      // One chunk (still in registers): each thread's first tape position to shared memory; a part finds
+      // its thread by binary search, then its row among that thread's 8 rows.
+      const int64_t c0 = r0;
+      if (qa < qb) {
+        ls->tpre[threadIdx.x] = A0 + cs.excl;
+        __syncthreads();
+        for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
+          const int64_t lo_q = F + (q + 1) * Q;
+          int tl = 0, th = kNT;   // largest thread with tpre <= lo_q (its rows hold lo_q)
+          while (th - tl > 1) {
+            const int mid = (tl + th) >> 1;
+            if (ls->tpre[mid] <= lo_q) tl = mid; else th = mid;
+          }
+          put(q, band_in_thread(a, lens, c0 + static_cast<int64_t>(tl) * kV, n, ls->tpre[tl], lo_q));
+        }
+      }
+    } else {
+      // Several chunks: one warp per part finds the chunk (binary search of the chunks' first positions),
+      // then the warp (one ballot over the saved warp prefixes), then the thread (rescan of that warp's
+      // 256 rows), then the row.
+      for (int64_t q = qa + warp; q < qb; q += blockDim.x >> 5) {
+        const int64_t x = F + (q + 1) * Q - A0;   // rank-local
+        int lo = 0, hi = nch;
+        while (hi - lo > 1) {
+          const int mid = (lo + hi) >> 1;
+          if (__ldcg(wpre + (wbase + mid) * 32) <= x) lo = mid; else hi = mid;
+        }
+        const int64_t v = __ldcg(wpre + (wbase + lo) * 32 + lane);
+        const int w = 31 - __clz(__ballot_sync(kFull, v <= x));
+        const int64_t i0 = r0 + static_cast<int64_t>(lo) * kCh + w * 32 * kV + lane * kV;
+        int64_t ts = 0;
+#pragma unroll
+        for (int j = 0; j < kV; ++j) ts += i0 + j < r1 ? cost_of(__ldg(lens + i0 + j), a) : 0;
+        const int64_t lp = __shfl_sync(kFull, v, w) + warp_inclusive_sum(ts) - ts;
+        const int l = 31 - __clz(__ballot_sync(kFull, ts > 0 && lp <= x));
+        if (lane == l) put(q, band_in_thread(a, lens, i0, n, A0 + lp, A0 + x));
+      }
+    }
+  }
+  // Records visible to every rank.
+  if (K > 1) {
+    if (global_parts) __threadfence();
+    cluster_arrive();
+    cluster_wait();
+  } else {
     __syncthreads();
   }
-  const GlobalTape S{s.local, s.tile_off};
-  if ((threadIdx.x >> 5) == 0) walk_parts(rec, S, P, n, Q, F);
-  __syncthreads();
-  const int32_t* lens = a.seqlens + g * B;
-  const Config c = a.c;
-  auto last_blk = [&](int64_t r) -> int32_t {
-    return last_block(c.topk >= 0 ? c.topk : __ldg(lens + r), c.block_size_n);
-  };
-  const int C = finish_parts(rec, s.cut_rows, meta, last_blk, P, n, c, scan_buf);
-  if (threadIdx.x == 0) s.scal[3] = C;
+  MLA_STAMP(2);
+
+  if constexpr (kSmem) {
+    const ClusterTape T{rel, gbase, sh->pre, n, total, F, static_cast<uint32_t>(R), rank};
+    finish(T, [&] { return walk_parts(rec, false, P, n, Q, F, T, cuts, rank == 0); });
+    if (K > 1) cluster_arrive();   // this rank reads no other rank's shared memory any more
+  } else {
+    const LensTape T{lens, &a, n};
+    finish(T, [&] { return walk_parts(rec, global_parts, P, n, Q, F, T, cuts, rank == 0); });
+  }
+  write_splits(splits, k_lo, k_hi, static_cast<int>(n), cuts, sh->C);
+  MLA_STAMP(4);
+  if constexpr (kSmem) {
+    if (K > 1) cluster_wait();   // no rank leaves while another may still read its shared memory
+  }
 }
 
-// K3: num_splits over a grid; the sorted cut rows are staged in shared memory when they fit.
-constexpr int kSplitsPerThread = 4;
-constexpr int kCutStage = 4096;
-__global__ void __launch_bounds__(kLowThreads) splits_kernel(const Args a) {
-  __shared__ int32_t cuts_s[kCutStage];
-  const int64_t g = a.batch0 + blockIdx.y;
-  const Slice s = slice(a, g);
-  const int64_t B = a.B;
-  const int64_t n = __ldcg(s.scal + 2);
-  const int C = static_cast<int>(__ldcg(s.scal + 3));
-  const int32_t* cuts = s.cut_rows;
-  if (C <= kCutStage) {
-    for (int k = threadIdx.x; k < C; k += blockDim.x) cuts_s[k] = __ldcg(s.cut_rows + k);
-    __syncthreads();
-    cuts = cuts_s;
-  }
-  int32_t* splits = a.splits + g * (B + 1);
-  const int64_t per_block = static_cast<int64_t>(blockDim.x) * kSplitsPerThread;
-  const int64_t k0 = blockIdx.x * per_block;
-  write_splits_strided(splits, static_cast<int>(k0 + threadIdx.x), static_cast<int>(imin64(k0 + per_block, B + 1)),
-                       blockDim.x, static_cast<int>(n), cuts, C);
-}
+// Thread count per CTA: 256, 512 or 1024 (a rank's rows in one chunk of 8 per thread when they fit; small
+// batches are bound by instruction issue, and every uniform step costs each warp).
+template <int kNT>
+__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT>(a); }
+template <int kNT>
+__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sched_body<false, kNT>(a); }
 
 // =============================== host side ===============================
-std::atomic<int> g_optin[64];        // per device ordinal, 0 = not read yet
-std::atomic<int> g_smem_attr[64];    // per device ordinal: dynamic smem limit already raised to the opt-in
+// Per device ordinal, read once: the opt-in shared-memory limit and the largest cluster both kernels can
+// be launched with (kernel attributes are raised at the same time). 0 = not read yet.
+std::atomic<int> g_optin[64];
+std::atomic<int> g_kmax[64];
 
-int optin_limit(int dev, cudaError_t* err) {
-  if (dev >= 0 && dev < 64) {
-    const int v = g_optin[dev].load(std::memory_order_relaxed);
-    if (v > 0) return v;
+cudaError_t max_cluster(const void* fn, size_t dyn_smem, int* kmax) {
+  for (int K = kMaxCluster; K >= 2; K /= 2) {
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = K;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cfg.gridDim = dim3(K, 1, 1);
+    cfg.blockDim = dim3(kThreads, 1, 1);
+    cfg.dynamicSmemBytes = dyn_smem;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    const cudaError_t e = cudaOccupancyMaxActiveClusters(&clusters, fn, &cfg);
+    if (e == cudaSuccess && clusters >= 1) {
+      *kmax = K;
+      return cudaSuccess;
+    }
+    if (e != cudaSuccess && e != cudaErrorInvalidClusterSize && e != cudaErrorInvalidValue) return e;
+    (void)cudaGetLastError();   // a refused size is not an error: try a smaller one
   }
-  int v = 0;
-  *err = cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (*err != cudaSuccess) return 0;
-  if (dev >= 0 && dev < 64) g_optin[dev].store(v, std::memory_order_relaxed);
-  return v;
+  *kmax = 1;
+  return cudaSuccess;
+}
+
+// Reads (once per device) and returns the opt-in limit and the largest usable cluster size.
+cudaError_t device_limits(int dev, int* optin, int* kmax) {
+  if (dev >= 0 && dev < 64) {
+    const int o = g_optin[dev].load(std::memory_order_acquire), k = g_kmax[dev].load(std::memory_order_acquire);
+    if (o > 0 && k > 0) {
+      *optin = o;
+      *kmax = k;
+      return cudaSuccess;
+    }
+  }
+  int prev = -1;
+  cudaError_t e = cudaGetDevice(&prev);
+  if (e != cudaSuccess) return e;
+  if (prev != dev && (e = cudaSetDevice(dev)) != cudaSuccess) return e;
+  int o = 0, ks = 1, kl = 1;
+  e = cudaDeviceGetAttribute(&o, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  const void* smem_fns[3] = {reinterpret_cast<const void*>(mla_smem_kernel<256>),
+                             reinterpret_cast<const void*>(mla_smem_kernel<512>),
+                             reinterpret_cast<const void*>(mla_smem_kernel<1024>)};
+  const void* low_fns[3] = {reinterpret_cast<const void*>(mla_low_smem_kernel<256>),
+                            reinterpret_cast<const void*>(mla_low_smem_kernel<512>),
+                            reinterpret_cast<const void*>(mla_low_smem_kernel<1024>)};
+  for (int i = 0; i < 3 && e == cudaSuccess; ++i) {
+    e = cudaFuncSetAttribute(smem_fns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, o);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(smem_fns[i], cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(low_fns[i], cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  }
+  // the 1024-thread kernels are the hardest to place; smaller CTAs fit wherever these do
+  if (e == cudaSuccess) e = max_cluster(smem_fns[2], o, &ks);
+  if (e == cudaSuccess) e = max_cluster(low_fns[2], 0, &kl);
+  if (prev != dev) {
+    const cudaError_t e2 = cudaSetDevice(prev);
+    if (e == cudaSuccess) e = e2;
+  }
+  if (e != cudaSuccess) return e;
+  *optin = o;
+  *kmax = std::min(ks, kl);
+  if (dev >= 0 && dev < 64) {
+    g_kmax[dev].store(*kmax, std::memory_order_release);
+    g_optin[dev].store(o, std::memory_order_release);
+  }
+  return cudaSuccess;
 }
 
 ffi::Error cuda_error(const char* what, cudaError_t e) {
   return ffi::Error::Internal(std::string("jax_mla_meta: ") + what + ": " + cudaGetErrorString(e));
+}
+
+// Threads per CTA for a rank of `rows` rows: the fewest that hold them in one chunk (8 rows per thread).
+int threads_for(int64_t rows) { return rows <= 256 * kV ? 256 : (rows <= 512 * kV ? 512 : 1024); }
+
+template <bool kSmem>
+cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, cudaStream_t stream) {
+  const int nt = threads_for(rows_per_rank(a.B, K));
+  cudaLaunchConfig_t cfg = {};
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeClusterDimension;
+  at[0].val.clusterDim.x = K;
+  at[0].val.clusterDim.y = 1;
+  at[0].val.clusterDim.z = 1;
+  cfg.gridDim = dim3(K, batches, 1);
+  cfg.blockDim = dim3(nt, 1, 1);
+  cfg.dynamicSmemBytes = dyn;
+  cfg.stream = stream;
+  cfg.attrs = at;
+  cfg.numAttrs = K > 1 ? 1 : 0;
+  if (nt == 256) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256> : mla_low_smem_kernel<256>, a);
+  if (nt == 512) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<512> : mla_low_smem_kernel<512>, a);
+  return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<1024> : mla_low_smem_kernel<1024>, a);
 }
 
 ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S32> seqlens,
@@ -690,19 +910,21 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
   Shapes sh;
   if (auto e = check_call(seqlens, num_valid, aliased.size(), meta, splits, workspace, c, kernel, &sh); e.failure()) return e;
   if (sh.G == 0) return ffi::Error::Success();
-  cudaError_t err = cudaSuccess;
-  const int optin = optin_limit(device, &err);
-  if (err != cudaSuccess) return cuda_error("reading the opt-in shared-memory limit", err);
-  const int64_t need = smem_bytes(sh.B, sh.P);
+  int optin = 0, kmax = 1;
+  if (cudaError_t err = device_limits(device, &optin, &kmax); err != cudaSuccess)
+    return cuda_error("reading the device's shared-memory and cluster limits", err);
   const bool supported = smem_supported(c.block_size_n, c.overhead);
-  const bool fits = need <= optin && supported;
+  const int ks = supported ? smem_cluster(sh.B, sh.P, optin, kmax) : 0;
   if (kernel == kSmem && !supported)
     return ffi::Error::InvalidArgument("jax_mla_meta: kernel='smem' does not support block_size_n=" +
                                        std::to_string(c.block_size_n) + " (row costs may exceed 2^26 blocks)");
-  if (kernel == kSmem && !fits)
-    return ffi::Error::InvalidArgument("jax_mla_meta: kernel='smem' needs " + std::to_string(need) +
-                                       " bytes of shared memory, the device allows " + std::to_string(optin));
-  const bool use_smem = kernel == kSmem || (kernel == kAuto && fits);
+  if (kernel == kSmem && ks == 0)
+    return ffi::Error::InvalidArgument("jax_mla_meta: kernel='smem' needs " +
+                                       std::to_string(smem_bytes(sh.B, sh.P, kmax)) +
+                                       " bytes of shared memory per CTA (on a cluster of " + std::to_string(kmax) +
+                                       "), the device allows " + std::to_string(optin));
+  const bool use_smem = kernel == kSmem || (kernel == kAuto && ks > 0);
+  const int K = use_smem ? ks : cluster_for(sh.B, kmax);
   Args a{};
   a.seqlens = seqlens.typed_data();
   a.num_valid = num_valid.typed_data();
@@ -714,29 +936,12 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
   a.ws_stride = a.lay.bytes;
   a.c = c;
   a.bs_shift = (c.block_size_n & (c.block_size_n - 1)) == 0 ? __builtin_ctz(static_cast<unsigned>(c.block_size_n)) : -1;
-  if (use_smem) {
-    if (need > 48 * 1024 && device >= 0 && device < 64 && !g_smem_attr[device].load()) {
-      if ((err = cudaFuncSetAttribute(mla_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin)))
-        return cuda_error("raising the shared-memory limit", err);
-      g_smem_attr[device].store(1);
-    } else if (need > 48 * 1024 && (device < 0 || device >= 64)) {
-      if ((err = cudaFuncSetAttribute(mla_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin)))
-        return cuda_error("raising the shared-memory limit", err);
-    }
-  }
-  const int64_t nt = num_tiles(sh.B);
-  const int64_t split_blocks = ceil_div(sh.B + 1, int64_t(kLowThreads) * kSplitsPerThread);
+  const size_t dyn = use_smem ? static_cast<size_t>(smem_bytes(sh.B, sh.P, K)) : 0;
   for (int64_t g0 = 0; g0 < sh.G; g0 += 65535) {
     const unsigned gn = static_cast<unsigned>(std::min<int64_t>(65535, sh.G - g0));
     a.batch0 = static_cast<int32_t>(g0);
-    if (use_smem) {
-      mla_smem_kernel<<<gn, 1024, need, stream>>>(a);
-    } else {
-      tile_scan_kernel<<<dim3(nt, gn), kLowThreads, 0, stream>>>(a);
-      part_search_kernel<<<dim3(nt, gn), kLowThreads, 0, stream>>>(a);
-      splits_kernel<<<dim3(split_blocks, gn), kLowThreads, 0, stream>>>(a);
-    }
-    if ((err = cudaGetLastError())) return cuda_error("kernel launch", err);
+    const cudaError_t err = use_smem ? launch<true>(a, K, gn, dyn, stream) : launch<false>(a, K, gn, 0, stream);
+    if (err != cudaSuccess) return cuda_error("kernel launch", err);
   }
   return ffi::Error::Success();
 }
@@ -761,9 +966,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxMlaMetaCuda, mla_meta::MetaCudaImpl,
                                   .Attr<int32_t>("kernel"),
                               {ffi::Traits::kCmdBufferCompatible});
 
-// Host-only helper for plan(): the opt-in limit of a device, or -1 when it cannot be read.
+// Host-only helpers for plan(): a device's opt-in shared-memory limit and largest usable cluster size, or
+// -1 when they cannot be read.
 extern "C" int jax_mla_meta_optin_limit(int device) {
-  cudaError_t err = cudaSuccess;
-  const int v = mla_meta::optin_limit(device, &err);
-  return err == cudaSuccess ? v : -1;
+  int optin = 0, kmax = 0;
+  return mla_meta::device_limits(device, &optin, &kmax) == cudaSuccess ? optin : -1;
+}
+extern "C" int jax_mla_meta_cluster_limit(int device) {
+  int optin = 0, kmax = 0;
+  return mla_meta::device_limits(device, &optin, &kmax) == cudaSuccess ? kmax : -1;
 }

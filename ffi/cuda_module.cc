@@ -10,6 +10,7 @@ namespace nb = nanobind;
 
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JaxMlaMetaCuda);
 extern "C" int jax_mla_meta_optin_limit(int device);
+extern "C" int jax_mla_meta_cluster_limit(int device);
 
 NB_MODULE(_cuda, m) {
   m.doc() = "jax_mla_meta CUDA FFI handler (smem and low_smem kernels)";
@@ -20,5 +21,7 @@ NB_MODULE(_cuda, m) {
   });
   m.def("optin_limit", &jax_mla_meta_optin_limit, nb::arg("device"),
         "cudaDevAttrMaxSharedMemoryPerBlockOptin of a CUDA device ordinal, or -1 if it cannot be read.");
+  m.def("cluster_limit", &jax_mla_meta_cluster_limit, nb::arg("device"),
+        "Largest thread-block cluster (CTAs) both kernels can be launched with on a device, or -1.");
   m.attr("ffi_api_version") = nb::make_tuple(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR);
 }

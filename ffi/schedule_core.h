@@ -90,14 +90,30 @@ inline void schedule_sequential(const int32_t* seqlens, int64_t n, int64_t B, co
   for (int64_t k = n + 1; k <= B; ++k) splits[k] = static_cast<int32_t>(cum);
 }
 
-// ---- Buffer-size formulas (exposed to Python through the _cpu module) ----
+// ---- Kernel geometry and buffer-size formulas (exposed to Python through the _cpu module) ----
+//
+// Both CUDA kernels run one thread-block cluster of K CTAs (1024 threads each) per batch; rank k of the
+// cluster owns a contiguous slice of the rows. K is a power of two chosen from B (about kRowsPerCta rows per
+// CTA) and capped by the largest cluster the device can schedule (`kmax`, 16 on an H100).
+constexpr int kThreads = 1024;
+constexpr int kRowsPerThread = 8;                  // a chunk: 8 consecutive rows per thread
+constexpr int kChunk = kThreads * kRowsPerThread;  // 8192 rows
+constexpr int kRowsPerCta = 4096;                  // aim for at most this many rows per CTA
+constexpr int kMaxCluster = 16;
 
-// smem kernel: one CTA per batch. Dynamic shared memory holds, per row, a 32-bit offset inside its group of
-// 32 rows, an int64 base per group, and per part the walker's record plus one int32 cut row.
+inline int cluster_for(int64_t B, int kmax) {
+  int K = 1;
+  while (K < kmax && static_cast<int64_t>(K) * kRowsPerCta < B) K *= 2;
+  return K;
+}
+
+// smem kernel: rank k keeps its rows' tape in dynamic shared memory: per row a 31-bit offset inside its
+// group of 32 rows (bit 31: the length is 0), per group an int64 base; plus every part's record, the cut
+// rows and a fixed block of scan buffers and cluster-wide sums.
 constexpr int kGroupLog = 5;                       // 32 rows per group
 constexpr int kGroup = 1 << kGroupLog;
-constexpr int64_t kPartRecordBytes = 32;           // see PartRecords in cuda_kernels.cu
-constexpr int64_t kSmemFixedBytes = 272;           // the block-scan buffer (33 int64)
+constexpr int64_t kPartRecordBytes = 32;           // see PartRecord in cuda_kernels.cu
+constexpr int64_t kSmemFixedBytes = 1024;          // see Shared in cuda_kernels.cu
 
 // The smem kernel keeps a row's offset inside its group of 32 rows in 31 bits: 32 of the largest possible
 // row costs must fit. True for block_size_n >= 64 (FlashMLA) with any allowed F; false for small blocks.
@@ -106,42 +122,50 @@ inline bool smem_supported(int64_t block_size_n, int64_t F) {
   return kGroup * max_cost <= 0x7fffffffLL;
 }
 
-inline int64_t smem_bytes(int64_t B, int64_t P) {
-  const int64_t groups = (B + 1 + kGroup - 1) / kGroup;
-  auto align16 = [](int64_t x) { return (x + 15) / 16 * 16; };
-  return align16(4 * (B + 1)) + align16(8 * (groups + 1)) + align16(kPartRecordBytes * P) +
-         align16(4 * P) + kSmemFixedBytes;
+// Rows a rank of a K-CTA cluster holds at most: ceil(B / K), rounded up to whole groups.
+MLA_HD int64_t rows_per_rank(int64_t B, int64_t K) {
+  const int64_t r = (B + K - 1) / K;
+  return (r + kGroup - 1) / kGroup * kGroup;
 }
 
-// low_smem kernels: tiles of 2048 rows, int64 in-tile offsets, everything in a per-batch workspace
-// (an extra output of the custom call, so it is command-buffer friendly).
-constexpr int kTileLog = 11;
-constexpr int kTile = 1 << kTileLog;
+// Dynamic shared memory per CTA of the smem kernel for B rows and P parts on a K-CTA cluster.
+inline int64_t smem_bytes(int64_t B, int64_t P, int64_t K = 1) {
+  auto align16 = [](int64_t x) { return (x + 15) / 16 * 16; };
+  const int64_t R = rows_per_rank(B, K);
+  return kSmemFixedBytes + align16(4 * R) + align16(8 * (R / kGroup + 1)) + align16(kPartRecordBytes * P) +
+         align16(4 * P);
+}
+
+// The cluster size the smem kernel uses (the one for B, doubled until a CTA's slice fits `optin` bytes),
+// or 0 when it does not fit even on the largest cluster.
+inline int smem_cluster(int64_t B, int64_t P, int64_t optin, int kmax) {
+  int K = cluster_for(B, kmax);
+  while (K < kmax && smem_bytes(B, P, K) > optin) K *= 2;
+  return smem_bytes(B, P, K) <= optin ? K : 0;
+}
+
+// low_smem kernel: a fixed 45 KiB of static shared memory per CTA; the part records and cut rows are staged
+// there when P <= kStageParts, else they live in the workspace (an extra output of the custom call).
+constexpr int kStageParts = 1024;
 
 struct WorkspaceLayout {   // offsets in bytes inside one batch's slice
-  int64_t local;           // int64 [B + 1]: S_i minus S at the start of i's tile
-  int64_t tile_off;        // int64 [tiles + 1]: exclusive scan of the tile sums
-  int64_t tile_sum;        // int64 [tiles]: sum of the costs in each tile
-  int64_t parts;           // PartRecords [P]
-  int64_t cut_rows;        // int32 [P]
-  int64_t scalars;         // int64 [8]: total, Q, n, cut count, ...
-  int64_t counters;        // uint32 [4]: completion counters (K1 clears the one K2 uses)
+  int64_t parts;           // PartRecord [P] (used when P > kStageParts)
+  int64_t cut_rows;        // int32 [P] (used when P > kStageParts)
+  int64_t chunks;          // int64 [B / kChunk + kMaxCluster + 2][32]: each warp's first tape position in
+                           // each chunk, for ranks with several chunks (low_smem, B > 131072)
+  int64_t scalars;         // int64 [16]: [0, 8) phase time stamps (JAX_MLA_META_PHASE_TIMING builds),
+                           // [8] the cut count when the cut rows are in the workspace
   int64_t bytes;           // size of one batch's slice (multiple of 256)
 };
-
-inline int64_t num_tiles(int64_t B) { return B / kTile + 1; }   // tiles cover positions 0..B
 
 inline WorkspaceLayout workspace_layout(int64_t B, int64_t P) {
   auto align = [](int64_t x) { return (x + 255) / 256 * 256; };
   WorkspaceLayout w{};
   int64_t o = 0;
-  w.local = o;    o = align(o + 8 * (B + 1));
-  w.tile_off = o; o = align(o + 8 * (num_tiles(B) + 1));
-  w.tile_sum = o; o = align(o + 8 * num_tiles(B));
   w.parts = o;    o = align(o + kPartRecordBytes * P);
   w.cut_rows = o; o = align(o + 4 * P);
-  w.scalars = o;  o = align(o + 8 * 8);
-  w.counters = o; o = align(o + 4 * 4);
+  w.chunks = o;   o = align(o + 8 * 32 * (B / kChunk + kMaxCluster + 2));
+  w.scalars = o;  o = align(o + 8 * 16);
   w.bytes = o;
   return w;
 }

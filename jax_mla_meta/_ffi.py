@@ -80,9 +80,20 @@ if _cuda is not None:
 HAS_CUDA = _cuda is not None
 
 
-def smem_bytes(B: int, num_sm_parts: int) -> int:
-    """Dynamic shared memory the "smem" kernel needs for one batch of B rows and num_sm_parts parts."""
-    return int(_cpu.smem_bytes(int(B), int(num_sm_parts)))
+def smem_bytes(B: int, num_sm_parts: int, cluster_size: int = 1) -> int:
+    """Dynamic shared memory per CTA that the "smem" kernel needs for one batch of B rows and num_sm_parts
+    parts, when the batch is spread over a cluster of ``cluster_size`` CTAs."""
+    return int(_cpu.smem_bytes(int(B), int(num_sm_parts), int(cluster_size)))
+
+
+def smem_cluster(B: int, num_sm_parts: int, optin: int, kmax: int) -> int:
+    """Cluster size the "smem" kernel runs with (0: it does not fit the device)."""
+    return int(_cpu.smem_cluster(int(B), int(num_sm_parts), int(optin), int(kmax)))
+
+
+def cluster_for(B: int, kmax: int) -> int:
+    """Cluster size for B rows (about 4096 rows per CTA, a power of two up to kmax)."""
+    return int(_cpu.cluster_for(int(B), int(kmax)))
 
 
 def smem_supported(block_size_n: int, fixed_overhead_num_blocks: int) -> bool:
@@ -103,6 +114,15 @@ def optin_limit(device) -> int | None:
     return v if v > 0 else None
 
 
+def cluster_limit(device) -> int | None:
+    """Largest thread-block cluster both kernels can use on a JAX CUDA device, or None."""
+    if _cuda is None or getattr(device, "platform", None) != "gpu":
+        return None
+    v = int(_cuda.cluster_limit(int(device.local_hardware_id)))
+    return v if v > 0 else None
+
+
 MAX_PARTS = int(_cpu.max_parts)
+MAX_CLUSTER = int(_cpu.max_cluster)
 MAX_OVERHEAD = int(_cpu.max_overhead)
 MAX_ROWS = int(_cpu.max_rows)

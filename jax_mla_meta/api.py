@@ -21,6 +21,7 @@ Kernel = Literal["auto", "smem", "low_smem"]
 DEFAULT_SM_COUNT = 132
 DEFAULT_COMPUTE_CAPABILITY = "9.0"
 H100_OPTIN_LIMIT = 232448
+H100_CLUSTER_LIMIT = 16   # measured: clusters of 16 CTAs of 1024 threads schedule on an H100
 
 
 def _as_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
@@ -257,33 +258,42 @@ class Plan:
     platform: str
     batch_rows: int
     num_sm_parts: int
-    smem_bytes: int
+    smem_bytes: int             # per CTA, for the smem kernel on `cluster_size` CTAs (or on the largest cluster)
     optin_limit: int | None
-    max_smem_rows: int | None
+    max_smem_rows: int | None   # largest B the smem kernel takes at this num_sm_parts on this device
     kernel: str
     reason: str
+    cluster_size: int | None = None    # CTAs per batch of the kernel that runs (None: no CUDA kernel runs)
+    cluster_limit: int | None = None   # largest cluster both kernels can use on the device
 
 
-def max_smem_rows(num_sm_parts: int, limit: int) -> int:
-    """Largest B whose smem kernel fits ``limit`` bytes (0 if none)."""
-    lo, hi = -1, 1
-    while _ffi.smem_bytes(hi, num_sm_parts) <= limit:
+def max_smem_rows(num_sm_parts: int, limit: int, cluster_limit: int = 1) -> int:
+    """Largest B whose smem kernel fits ``limit`` bytes per CTA on clusters of up to ``cluster_limit`` CTAs."""
+    def fits(b: int) -> bool:
+        return _ffi.smem_bytes(b, num_sm_parts, cluster_limit) <= limit
+
+    if not fits(0):
+        return 0
+    lo, hi = 0, 1
+    while fits(hi):
         lo, hi = hi, hi * 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _ffi.smem_bytes(mid, num_sm_parts) <= limit:
+        if fits(mid):
             lo = mid
         else:
             hi = mid
-    return max(lo, 0) if _ffi.smem_bytes(0, num_sm_parts) <= limit else 0
+    return lo
 
 
 def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, block_size_n: int = 64,
          fixed_overhead_num_blocks: int = 5) -> Plan:
-    """Which kernel a call with B rows and num_sm_parts parts runs on ``device``, and why.
+    """Which kernel a call with B rows and num_sm_parts parts runs on ``device``, on how many CTAs, and why.
 
-    The CUDA handler makes the same choice from the same formula: "smem" when ``smem_bytes(B, P)`` is at most
-    the device's opt-in shared memory per block (and the block size is one it supports), else "low_smem"."""
+    The CUDA handler makes the same choice from the same formulas: each batch runs on a cluster of
+    ``cluster_for(B)`` CTAs (about 4096 rows each, a power of two up to the device's largest cluster);
+    "smem" when a CTA's slice fits the device's opt-in shared memory per block on such a cluster (doubled up
+    to the largest if needed, and the block size is one it supports), else "low_smem"."""
     B = _as_int("B", B, 0)
     P = _as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
     bs = _as_int("block_size_n", block_size_n, 1)
@@ -291,34 +301,45 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     _check_kernel(kernel)
     supported = _ffi.smem_supported(bs, F)
     d = _device_of(device)
-    need = _ffi.smem_bytes(B, P)
-    limit = _ffi.optin_limit(d)
     if getattr(d, "platform", None) != "gpu":
-        return Plan(str(d), d.platform, B, P, need, None, max_smem_rows(P, H100_OPTIN_LIMIT), "cpu",
-                    "CPU device: the sequential CPU handler runs (kernel is ignored); "
-                    f"max_smem_rows is for an H100 ({H100_OPTIN_LIMIT} bytes)")
-    if limit is None:
-        return Plan(str(d), d.platform, B, P, need, None, None, "unavailable",
+        need = _ffi.smem_bytes(B, P, max(_ffi.smem_cluster(B, P, H100_OPTIN_LIMIT, H100_CLUSTER_LIMIT), 1))
+        return Plan(str(d), d.platform, B, P, need, None,
+                    max_smem_rows(P, H100_OPTIN_LIMIT, H100_CLUSTER_LIMIT), "cpu",
+                    "CPU device: the sequential CPU handler runs (kernel is ignored); smem_bytes and "
+                    f"max_smem_rows are for an H100 ({H100_OPTIN_LIMIT} bytes, clusters of up to "
+                    f"{H100_CLUSTER_LIMIT} CTAs)")
+    limit = _ffi.optin_limit(d)
+    kmax = _ffi.cluster_limit(d)
+    if limit is None or kmax is None:
+        return Plan(str(d), d.platform, B, P, _ffi.smem_bytes(B, P), None, None, "unavailable",
                     "the CUDA module is not built: the call cannot run on this GPU")
-    rows = max_smem_rows(P, limit) if supported else 0
+    ks = _ffi.smem_cluster(B, P, limit, kmax) if supported else 0
+    need = _ffi.smem_bytes(B, P, ks or kmax)
+    rows = max_smem_rows(P, limit, kmax) if supported else 0
+    kl = _ffi.cluster_for(B, kmax)
+    on = f"on {ks} CTA{'s' if ks != 1 else ''}"
     if kernel == "smem":
         if not supported:
             k, why = "error", (f"the smem kernel does not support block_size_n={bs} (a group of 32 rows could "
                                "exceed 2^31 blocks)")
-        elif need <= limit:
-            k, why = "smem", "forced"
+        elif ks:
+            k, why = "smem", f"forced; {on}"
         else:
-            k, why = "error", (f"it needs {need} bytes of shared memory for B={B}, num_sm_parts={P}, and the "
-                               f"device allows {limit}")
+            k, why = "error", (f"it needs {need} bytes of shared memory per CTA for B={B}, num_sm_parts={P} "
+                               f"even on a cluster of {kmax} CTAs, and the device allows {limit}")
     elif kernel == "low_smem":
         k, why = "low_smem", "forced"
     elif not supported:
         k, why = "low_smem", f"the smem kernel does not support block_size_n={bs}"
-    elif need <= limit:
-        k, why = "smem", f"needs {need} <= {limit} bytes of opt-in shared memory"
+    elif ks:
+        k, why = "smem", f"needs {need} <= {limit} bytes of opt-in shared memory per CTA {on}"
     else:
-        k, why = "low_smem", f"smem kernel would need {need} > {limit} bytes of opt-in shared memory"
-    return Plan(str(d), d.platform, B, P, need, limit, rows, k, why)
+        k, why = "low_smem", (f"smem kernel would need {need} > {limit} bytes of opt-in shared memory per CTA "
+                              f"on {kmax} CTAs")
+    if k == "low_smem":
+        why += f"; on {kl} CTA{'s' if kl != 1 else ''}"
+    cluster = ks if k == "smem" else (kl if k == "low_smem" else None)
+    return Plan(str(d), d.platform, B, P, need, limit, rows, k, why, cluster, kmax)
 
 
 def _schedule_into(meta_init, splits_init, seqlens, *, num_sm_parts: int, block_size_n: int = 64,
