@@ -176,28 +176,34 @@ struct ChunkScan {
   int64_t sum;
 };
 
-__device__ __forceinline__ void scan_chunk(const Args& a, const int32_t* lens, int64_t c0, int64_t r1,
-                                           int64_t* buf, ChunkScan& cs, bool first = false) {
+// Loads the 8 lengths of this thread's rows in the chunk at c0 (rows < bound; 16-byte loads when aligned).
+__device__ __forceinline__ void load_lens(const int32_t* lens, int64_t c0, int64_t bound, int32_t (&len)[kV]) {
   const int64_t i0 = c0 + static_cast<int64_t>(threadIdx.x) * kV;
-  int32_t len[kV];
   const int32_t* p = lens + i0;
-  if (i0 + kV <= r1 && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
+  if (i0 + kV <= bound && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
     const int4 x0 = __ldg(reinterpret_cast<const int4*>(p));
     const int4 x1 = __ldg(reinterpret_cast<const int4*>(p) + 1);
     len[0] = x0.x; len[1] = x0.y; len[2] = x0.z; len[3] = x0.w;
     len[4] = x1.x; len[5] = x1.y; len[6] = x1.z; len[7] = x1.w;
   } else {
 #pragma unroll
-    for (int j = 0; j < kV; ++j) len[j] = i0 + j < r1 ? __ldg(p + j) : 1;
+    for (int j = 0; j < kV; ++j) len[j] = i0 + j < bound ? __ldg(p + j) : 1;
   }
-  uint32_t tsum = 0, zero = 0;
+}
+
+// Costs of this thread's rows in the chunk at c0 (0 from r1 on) and their block scan.
+__device__ __forceinline__ void scan_chunk(const Args& a, const int32_t (&len)[kV], int64_t c0, int64_t r1,
+                                           int64_t* buf, ChunkScan& cs, bool first = false) {
+  const int64_t i0 = c0 + static_cast<int64_t>(threadIdx.x) * kV;
+  uint32_t zero = 0;
+  int64_t tsum = 0;   // a cost is < 2^32; 8 of them may pass 2^32 when block_size_n < 64 (low_smem only)
   const uint32_t F = static_cast<uint32_t>(a.c.overhead);
 #pragma unroll
   for (int j = 0; j < kV; ++j) {
     const bool in = i0 + j < r1;
     const uint32_t c = in ? nblk32(len[j], a) + F : 0u;
     cs.cost[j] = c;
-    tsum += c;   // 8 costs < 2^29
+    tsum += c;
     if (in && len[j] == 0) zero |= 1u << j;
   }
   cs.zero = zero;
@@ -336,7 +342,6 @@ template <typename Tape>
 __device__ int walk_parts(PartRecord* rec, bool rec_global, int P, int64_t n, int64_t Q, int64_t F,
                           const Tape& T, int32_t* cuts, bool write_final) {
   const int lane = threadIdx.x & 31;
-  const int32_t F32 = static_cast<int32_t>(F);
   int64_t D = 0;
   WindowCarry W;
   for (int base = 0; base < P; base += 32) {
@@ -360,13 +365,13 @@ __device__ int walk_parts(PartRecord* rec, bool rec_global, int P, int64_t n, in
     }
     int p = base;   // parts below p in this window are final
     while (true) {
-      // in the window of row r: 0 <= pos - sr < F (pos - sr < cost of row r < 2^31 while r < n)
-      const int32_t off = static_cast<int32_t>(pos - sr);
-      const bool snap = act && q >= p && r < n && off < F32;
+      // in the window of row r: 0 <= pos - sr < F (a row may cost more than 2^31 when block_size_n < 64)
+      const int64_t off = pos - sr;
+      const bool snap = act && q >= p && r < n && off < F;
       const unsigned m = __ballot_sync(kFull, snap);
       if (!m) break;
       const int last = __ffs(m) - 1;
-      const int32_t disp = __shfl_sync(kFull, F32 - off, last);   // in [1, F]
+      const int32_t disp = __shfl_sync(kFull, static_cast<int32_t>(F - off), last);   // snapping lane: in [1, F]
       D += disp;
       if (last == 31) break;
       p = base + last + 1;
@@ -452,12 +457,15 @@ __device__ void write_meta(const PartRecord* rec, bool rec_global, int32_t* meta
 }
 
 // num_splits: splits[0] = 0, splits[k] = k + #cuts < k for 1 <= k <= n, then n + C (cut rows sorted).
-// Positions [k_lo, k_hi): each warp writes a contiguous segment, 32 consecutive positions per step
-// (coalesced), keeping one cursor into the cut rows that only moves forward (a register compare per step;
-// shared memory is read only where a cut row falls in the step).
+// Positions [k_lo, k_hi): each warp writes a contiguous segment, 128 consecutive positions per step as one
+// 16-byte store per lane (32 positions and 4-byte stores when the slice is not 16-byte aligned). A cursor
+// into the cut rows only moves forward; where cut rows fall inside a step, each lane binary-searches the
+// few of them.
 __device__ void write_splits(int32_t* splits, int k_lo, int k_hi, int n, const int32_t* cuts, int C) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  const int per = ((k_hi - k_lo + nwarps - 1) / nwarps + 31) & ~31;
+  const bool vec = (reinterpret_cast<uintptr_t>(splits + k_lo) & 15) == 0;
+  const int V = vec ? 4 : 1, W = 32 * V;
+  const int per = ((k_hi - k_lo + nwarps - 1) / nwarps + W - 1) / W * W;
   const int s0 = k_lo + warp * per;
   const int s1 = s0 + per < k_hi ? s0 + per : k_hi;
   if (s0 >= s1) return;
@@ -468,27 +476,46 @@ __device__ void write_splits(int32_t* splits, int k_lo, int k_hi, int n, const i
   }
   int next = cur < C ? cuts[cur] : INT32_MAX;
   const int tail = n + C;
-  for (int w0 = s0; w0 < s1; w0 += 32) {
-    const int k = w0 + lane;
-    int cnt = cur;
-    if (next < w0 + 32) {   // cut rows inside this step (rare): binary searches in the sorted cut rows
-      int e = cur, h = C;   // first cut >= w0 + 32
+  for (int w0 = s0; w0 < s1; w0 += W) {
+    const int k = w0 + lane * V;
+    int cc = cur, e = cur;   // cc: #cuts < k; e: #cuts < w0 + W
+    if (next < w0 + W) {
+      int h = C;
       while (e < h) {
         const int mid = (e + h) >> 1;
-        if (cuts[mid] < w0 + 32) e = mid + 1; else h = mid;
+        if (cuts[mid] < w0 + W) e = mid + 1; else h = mid;
       }
-      int l = cur;
-      h = e;   // first cut >= k, for this lane
-      while (l < h) {
-        const int mid = (l + h) >> 1;
-        if (cuts[mid] < k) l = mid + 1; else h = mid;
+      h = e;
+      while (cc < h) {
+        const int mid = (cc + h) >> 1;
+        if (cuts[mid] < k) cc = mid + 1; else h = mid;
       }
-      cnt = l;
+    }
+    const bool in_quad = V > 1 && cc < e && cuts[cc] < k + 3;   // a cut row among this lane's positions
+    int v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int kj = k + j;
+      if (in_quad && j > 0) {   // #cuts < kj (cut rows may repeat: binary search, not a scan)
+        int h = e;
+        while (cc < h) {
+          const int mid = (cc + h) >> 1;
+          if (cuts[mid] < kj) cc = mid + 1; else h = mid;
+        }
+      }
+      v[j] = kj == 0 ? 0 : (kj <= n ? kj + cc : tail);
+    }
+    if (vec && k + 3 < s1) {
+      *reinterpret_cast<int4*>(splits + k) = make_int4(v[0], v[1], v[2], v[3]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (j < V && k + j < s1) splits[k + j] = v[j];
+    }
+    if (e != cur) {
       cur = e;
       next = cur < C ? cuts[cur] : INT32_MAX;
     }
-    // cnt = #cuts < k for this lane
-    if (k < s1) splits[k] = k == 0 ? 0 : (k <= n ? k + cnt : tail);
   }
 }
 
@@ -543,11 +570,18 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   int32_t* meta = a.meta + g * P * 8;
   int32_t* splits = a.splits + g * (B + 1);
   uint8_t* ws = a.ws + g * a.ws_stride;
+  // Dense mode: rank k owns rows [k R, k R + R) of the batch (cut at num_valid). Its first lengths are
+  // requested before num_valid arrives, so the two memory round trips overlap.
+  int64_t R = rows_per_rank(B, K);
+  if (!kSmem && R > kCh) R = (R + kCh - 1) / kCh * kCh;   // whole chunks when a rank has several
+  const int64_t r0 = static_cast<int64_t>(rank) * R, rB = imin64(r0 + R, B);
+  int32_t nl[kV];
+  if (!sparse) load_lens(lens, r0, imin64(r0 + kCh, rB), nl);
   const int64_t nv = a.num_valid[g];
   const int64_t n = nv < 0 ? 0 : (nv > B ? B : nv);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // num_splits positions [k_lo, k_hi) belong to this rank.
-  const int64_t per_rank_pos = (B + 1 + K - 1) / K;
+  const int64_t per_rank_pos = ((B + 1 + K - 1) / K + 3) & ~int64_t(3);   // 16-byte aligned slices
   const int k_lo = static_cast<int>(imin64(B + 1, rank * per_rank_pos));
   const int k_hi = static_cast<int>(imin64(B + 1, (rank + 1) * per_rank_pos));
 
@@ -630,11 +664,8 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   }
 
   // ---------------- dense mode ----------------
-  // This rank's rows [r0, r1): ceil(n / K) rounded up to whole groups (and to whole chunks in low_smem when
-  // a rank has more than one chunk, so that chunk sums can be kept per global chunk index).
-  int64_t R = rows_per_rank(n, K);
-  if (!kSmem && R > kCh) R = (R + kCh - 1) / kCh * kCh;
-  const int64_t r0 = imin64(n, rank * R), r1 = imin64(n, r0 + R);
+  // This rank's rows [r0, r1) (R and r0 are set at the top, from B).
+  const int64_t r1 = n < r0 ? r0 : imin64(n, rB);
   const int nch = static_cast<int>((r1 - r0 + kCh - 1) / kCh);
   int64_t* wpre = reinterpret_cast<int64_t*>(ws + a.lay.chunks);   // [K * (R / kCh)][32] when nch > 1
   const int64_t wbase = static_cast<int64_t>(rank) * (R / kCh);
@@ -645,7 +676,11 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   int64_t carry = 0;
   for (int ch = 0; ch < nch; ++ch) {
     const int64_t c0 = r0 + static_cast<int64_t>(ch) * kCh;
-    scan_chunk(a, lens, c0, r1, scan_buf(), cs, ch == 0);
+    int32_t l[kV];
+#pragma unroll
+    for (int j = 0; j < kV; ++j) l[j] = nl[j];
+    if (ch + 1 < nch) load_lens(lens, c0 + kCh, imin64(c0 + 2 * kCh, rB), nl);   // in flight during the scan
+    scan_chunk(a, l, c0, r1, scan_buf(), cs, ch == 0);
     if (ch == 0) MLA_STAMP(5);
     if constexpr (kSmem) {
       const int64_t li0 = c0 - r0 + static_cast<int64_t>(threadIdx.x) * kV;   // multiple of 8

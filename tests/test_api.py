@@ -96,9 +96,25 @@ def test_get_mla_metadata_on_cpu_assumes_h100():
 
 def test_plan_on_cpu():
     p = mm.plan(16384, 66, device=jax.devices("cpu")[0])
-    assert p.kernel == "cpu" and p.smem_bytes == mm.smem_bytes(16384, 66)
-    assert p.max_smem_rows > 11622   # needs less shared memory per row than the original's 20 bytes
-    assert mm.smem_bytes(p.max_smem_rows, 66) <= 232448 < mm.smem_bytes(p.max_smem_rows + 1, 66)
+    # reported for an H100: 16384 rows take a cluster of 4 CTAs (about 4096 rows each)
+    assert p.kernel == "cpu" and p.smem_bytes == mm.smem_bytes(16384, 66, 4) < mm.smem_bytes(16384, 66)
+    # a CTA needs about 4.25 bytes per row of its slice, against the original's 20 bytes per row; a cluster of
+    # 16 CTAs takes 16 slices
+    assert mm.api.max_smem_rows(66, 232448) > 4 * 11622
+    assert p.max_smem_rows > 16 * 50000
+    assert mm.smem_bytes(p.max_smem_rows, 66, 16) <= 232448 < mm.smem_bytes(p.max_smem_rows + 1, 66, 16)
+
+
+def test_cluster_size_rule():
+    from jax_mla_meta import _ffi
+    assert [_ffi.cluster_for(B, 16) for B in (0, 1, 4096, 4097, 8192, 8193, 65536, 65537, 10**6)] == \
+        [1, 1, 1, 2, 2, 4, 16, 16, 16]
+    assert _ffi.cluster_for(10**6, 8) == 8 and _ffi.cluster_for(10**6, 1) == 1
+    # the smem kernel takes a larger cluster when the slice does not fit, and 0 when nothing fits
+    assert _ffi.smem_cluster(4096, 132, 232448, 16) == 1
+    assert _ffi.smem_cluster(200000, 132, 232448, 16) == 16
+    assert _ffi.smem_cluster(200000, 132, 232448, 1) == 0
+    assert _ffi.smem_cluster(200000, 132, 232448, 4) == 4
 
 
 def test_shapes_under_jit_and_eval_shape():
@@ -150,6 +166,7 @@ def test_forced_smem_refusal_follows_plan(monkeypatch):
             return "fake H100"
 
     monkeypatch.setattr(_ffi, "optin_limit", lambda d: 232448)
+    monkeypatch.setattr(_ffi, "cluster_limit", lambda d: 2)   # a small cluster keeps the edge B small
     dev = FakeGpu()
     edge = mm.plan(0, 132, device=dev).max_smem_rows
     assert mm.plan(edge, 132, kernel="smem", device=dev).kernel == "smem"
