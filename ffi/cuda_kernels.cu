@@ -212,11 +212,9 @@ __device__ __forceinline__ void scan_chunk(const Args& a, const int32_t (&len)[k
 }
 
 // ---- the three ways to know the tape ----
-// Sparse mode: every row costs c, S_i = i c.
+// Sparse mode: every row has length topk (walk_sparse needs no tape; the metadata pass needs end_block).
 struct SparseTape {
-  int64_t c, n, total;
   int32_t last_blk_v;
-  __device__ int64_t next(int64_t i, int64_t Si) const { return i < n ? Si + c : kInf; }   // S(i + 1)
   __device__ int32_t last_blk(int64_t) const { return last_blk_v; }
 };
 // low_smem, dense: S(i + 1) = S(i) + cost(len_i), lengths from global memory.
@@ -656,7 +654,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     total = n * c;
     Q = div64(total + P - 1, P);
     MLA_STAMP(2);
-    finish(SparseTape{c, n, total, last_block(a.c.topk, a.c.block_size_n)},
+    finish(SparseTape{last_block(a.c.topk, a.c.block_size_n)},
            [&] { return walk_sparse(rec, P, n, Q, F, c, cuts, rank == 0); });
     write_splits(splits, k_lo, k_hi, static_cast<int>(n), cuts, sh->C);
     MLA_STAMP(4);
@@ -745,8 +743,9 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     if (!global_parts || rank == 0)
       for (int64_t q = qt + threadIdx.x; q < P; q += blockDim.x) store_record(rec + q, past_end_record(n, total));
   }
+  // The smem kernel's view of the whole tape (unused by low_smem, whose rel/gbase are null).
+  const ClusterTape ctape{rel, gbase, sh->pre, n, total, F, static_cast<uint32_t>(R), rank};
   if constexpr (kSmem) {
-    const ClusterTape T{rel, gbase, sh->pre, n, total, F, static_cast<uint32_t>(R), rank};
     for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
       const int64_t x = F + (q + 1) * Q - A0;   // rank-local tape position, in [0, A1 - A0)
       int lo = 0, hi = static_cast<int>(r1 - r0);   // largest local row with S_local <= x
@@ -756,8 +755,8 @@ __device__ __forceinline__ void sched_body(const Args& a) {
       }
       const int64_t r = r0 + lo;
       const int64_t s0 = A0 + gbase[lo >> kGroupLog] + (rel[lo] & 0x7fffffffu);
-      const int64_t s1 = T.S(r + 1);
-      put(q, band_record(r, s0, s1, r + 1 < n ? T.S(r + 2) : kInf));
+      const int64_t s1 = ctape.S(r + 1);
+      put(q, band_record(r, s0, s1, r + 1 < n ? ctape.S(r + 2) : kInf));
     }
   } else {
     if (nch == 1) {
@@ -811,8 +810,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   MLA_STAMP(2);
 
   if constexpr (kSmem) {
-    const ClusterTape T{rel, gbase, sh->pre, n, total, F, static_cast<uint32_t>(R), rank};
-    finish(T, [&] { return walk_parts(rec, false, P, n, Q, F, T, cuts, rank == 0); });
+    finish(ctape, [&] { return walk_parts(rec, false, P, n, Q, F, ctape, cuts, rank == 0); });
     if (K > 1) cluster_arrive();   // this rank reads no other rank's shared memory any more
   } else {
     const LensTape T{lens, &a, n};
@@ -838,19 +836,27 @@ __global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sc
 std::atomic<int> g_optin[64];
 std::atomic<int> g_kmax[64];
 
+// Launch configuration for `batches` clusters of K CTAs (grid K x batches); `at` holds the cluster attribute.
+cudaLaunchConfig_t cluster_config(cudaLaunchAttribute* at, int K, unsigned batches, int threads, size_t dyn,
+                                  cudaStream_t stream) {
+  at->id = cudaLaunchAttributeClusterDimension;
+  at->val.clusterDim.x = K;
+  at->val.clusterDim.y = 1;
+  at->val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(K, batches, 1);
+  cfg.blockDim = dim3(threads, 1, 1);
+  cfg.dynamicSmemBytes = dyn;
+  cfg.stream = stream;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  return cfg;
+}
+
 cudaError_t max_cluster(const void* fn, size_t dyn_smem, int* kmax) {
   for (int K = kMaxCluster; K >= 2; K /= 2) {
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = K;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    cfg.gridDim = dim3(K, 1, 1);
-    cfg.blockDim = dim3(kThreads, 1, 1);
-    cfg.dynamicSmemBytes = dyn_smem;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
+    cudaLaunchAttribute at;
+    const cudaLaunchConfig_t cfg = cluster_config(&at, K, 1, kThreads, dyn_smem, nullptr);
     int clusters = 0;
     const cudaError_t e = cudaOccupancyMaxActiveClusters(&clusters, fn, &cfg);
     if (e == cudaSuccess && clusters >= 1) {
@@ -918,18 +924,9 @@ int threads_for(int64_t rows) { return rows <= 256 * kV ? 256 : (rows <= 512 * k
 template <bool kSmem>
 cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, cudaStream_t stream) {
   const int nt = threads_for(rows_per_rank(a.B, K));
-  cudaLaunchConfig_t cfg = {};
-  cudaLaunchAttribute at[1];
-  at[0].id = cudaLaunchAttributeClusterDimension;
-  at[0].val.clusterDim.x = K;
-  at[0].val.clusterDim.y = 1;
-  at[0].val.clusterDim.z = 1;
-  cfg.gridDim = dim3(K, batches, 1);
-  cfg.blockDim = dim3(nt, 1, 1);
-  cfg.dynamicSmemBytes = dyn;
-  cfg.stream = stream;
-  cfg.attrs = at;
-  cfg.numAttrs = K > 1 ? 1 : 0;
+  cudaLaunchAttribute at;
+  cudaLaunchConfig_t cfg = cluster_config(&at, K, batches, nt, dyn, stream);
+  cfg.numAttrs = K > 1 ? 1 : 0;   // a single CTA needs no cluster
   if (nt == 256) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256> : mla_low_smem_kernel<256>, a);
   if (nt == 512) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<512> : mla_low_smem_kernel<512>, a);
   return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<1024> : mla_low_smem_kernel<1024>, a);

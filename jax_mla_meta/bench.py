@@ -99,16 +99,21 @@ def device_time_us(lens: np.ndarray, P: int, topk, kernel: str, device, ran: str
     return med, p10, p90, statistics.median(times)
 
 
+def call_times_us(fn, x, repeats: int) -> list[float]:
+    """Wall time (µs) of ``repeats`` calls of ``fn(x)``, each waited for (call it warm)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(x))
+        times.append((time.perf_counter() - t0) * 1e6)
+    return times
+
+
 def end_to_end_us(lens: np.ndarray, P: int, topk, kernel: str, device, repeats: int = 30) -> float:
     x = jax.device_put(lens, device)
     f = jax.jit(lambda s: api.schedule(s, num_sm_parts=P, topk=topk, kernel=kernel))
     jax.block_until_ready(f(x))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(x))
-        times.append((time.perf_counter() - t0) * 1e6)
-    return statistics.median(times)
+    return statistics.median(call_times_us(f, x, repeats))
 
 
 def _cases(max_B: int | None):

@@ -260,15 +260,11 @@ def time_calls(fn: Callable[[Any], Any], x: Any, repeats: int) -> dict[str, Any]
     out = jax.block_until_ready(fn(x))
     first_s = time.perf_counter() - t0
     jax.block_until_ready(fn(x))
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(x))
-        ts.append((time.perf_counter() - t0) * 1e6)
+    from .bench import call_times_us, quantiles
+
+    ts = call_times_us(fn, x, repeats)
     res: dict[str, Any] = dict(repeats=repeats, first_call_s=first_s, median_us=None, p10_us=None, p90_us=None)
     if ts:
-        from .bench import quantiles
-
         res.update(zip(("median_us", "p10_us", "p90_us"), quantiles(ts)))
     res["_out"] = out
     return res
