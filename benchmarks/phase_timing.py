@@ -5,7 +5,8 @@ python3 benchmarks/phase_timing.py [B ...]
 Thread 0 of rank 0 stamps clock64() into the workspace; phases (see cuda_kernels.cu):
   start: reading num_valid, scan: costs and prefix sums of the rank's rows (dense only; sparse mode has a closed form),
   rows: rank sums exchanged, each lo_q's row found and broadcast, cluster barrier,
-  walk: the walker and the per-window finish,   out: metadata and num_splits."""
+  walk: the walker (register walker: the chain of restarts and the per-window masks), out: metadata and
+  num_splits (register walker: per-window cut rows and metadata, a barrier, then num_splits)."""
 
 import sys
 
@@ -28,11 +29,18 @@ for B in [int(a) for a in sys.argv[1:]] or [1, 512, 4096, 20000, 65536, 1 << 20]
                                                   fixed_overhead_num_blocks=5, topk=topk, kernel=kernel))
             for _ in range(3):
                 ws = np.asarray(f(lens)[2])
-            t = ws[off:off + 64].view(np.int64)
+            t = ws[off:off + 128].view(np.int64)
             t1 = t[1] if topk < 0 else t[0]
             d = dict(start=t[0] - t[7], scan=t1 - t[0], rows=t[2] - t1, walk=t[3] - t[2], out=t[4] - t[3])
             if topk < 0:
                 d["loads"] = t[6] - t[0]
                 d["first_chunk"] = t[5] - t[0]
+                d["rows.exchange"] = t[12] - t1
+                d["rows.search"] = t[13] - t[12]
+            if P <= 160:   # the register walker's sub-phases
+                d["walk.chain"] = t[9] - t[2]
+                d["out.windows"] = t[10] - t[3]
+                d["out.barrier"] = t[11] - t[10]
+                d["out.splits"] = t[4] - t[11]
             print(f"B={B:>7} P={P:>3} {'dense' if topk < 0 else 'sparse':<6} {name:<8} K={pl.cluster_size:<2} "
                   f"total={t[4] - t[7]:>7} cycles  " + "  ".join(f"{k}={v}" for k, v in d.items()), flush=True)

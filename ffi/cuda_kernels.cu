@@ -43,12 +43,13 @@ constexpr int64_t kInf = INT64_MAX / 4;
 constexpr unsigned kFull = 0xffffffffu;
 constexpr int kV = kRowsPerThread;
 constexpr int kGroupThreads = kGroup / kV;   // threads whose rows form one 32-row group (4)
+constexpr int kMaskWindows = 16;             // the window walker's masks: up to 16 windows of 32 parts (P <= 512)
 
 __host__ __device__ __forceinline__ int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // One record per part. Written by the row search as a band (row_lo, S(row_lo), S(row_lo + 1),
 // S(row_lo + 2)); the walker replaces it with the part's final end (32 bytes, see kPartRecordBytes).
-struct PartRecord {
+struct alignas(16) PartRecord {
   int64_t E;      // band: S(row_lo); final: the tape position where the part ends
   int64_t Sr;     // band: S(row_lo + 1); final: S at row r
   int32_t r;      // final: row holding E (n when E >= total)
@@ -59,11 +60,13 @@ struct PartRecord {
 static_assert(sizeof(PartRecord) == kPartRecordBytes, "PartRecord size must match schedule_core.h");
 
 // Small fixed shared state of a CTA (kSmemFixedBytes in schedule_core.h bounds its size).
-struct Shared {
+struct alignas(16) Shared {
   int64_t scan[2][32];              // double-buffered block-scan scratch
   int64_t rsum[kMaxCluster];        // each rank's tape sum (written remotely by that rank)
   int64_t pre[kMaxCluster + 1];     // exclusive prefix of rsum: where each rank's slice starts; pre[K] = total
   int64_t u[4];                     // Q, and the first parts past the tape / of this rank / of the next
+  uint32_t cut_mask[kMaskWindows];  // window walker: per window of 32 parts, which end strictly inside a row
+  uint32_t brk_mask[kMaskWindows];  //   and which begin a run of pieces (not the continuation of a cut row)
   int32_t C;                        // number of cut rows
 };
 static_assert(sizeof(Shared) <= kSmemFixedBytes, "Shared must fit kSmemFixedBytes");
@@ -419,6 +422,205 @@ __device__ int walk_sparse(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t
   return W.C;
 }
 
+// ---- the window walker (P <= 32 kMaskWindows parts: every SPEC workload) ----
+// Warp 0 walks the parts 32 at a time (lane l of window w is part 32 w + l). Only the chain lives here, in
+// as few instructions as possible (one warp issuing alone pays ~10 cycles per instruction): each lane's end
+// under the current shift D, one ballot per restart. Each window's final ends go to the records and its cut
+// and run-break masks to shared memory; finish_windows (one warp per window, after a barrier) turns them
+// into cut rows and metadata.
+
+// Masks of one window from each lane's final row r and cut flag (a part ending strictly inside row r):
+// `brk`: parts that do not continue a cut of the same row (the first piece of a run). `prev_r`/`prev_cut`
+// carry the window's last part to the next window.
+__device__ __forceinline__ void window_masks(int w, int P, int32_t r, bool cut, int32_t& prev_r, bool& prev_cut,
+                                             Shared* sh) {
+  const int lane = threadIdx.x & 31, q = 32 * w + lane;
+  int32_t pr = __shfl_up_sync(kFull, r, 1);
+  const unsigned cm = __ballot_sync(kFull, cut);
+  const bool pc = lane == 0 ? prev_cut : ((cm >> (lane - 1)) & 1u) != 0;
+  if (lane == 0) pr = prev_r;
+  const unsigned bm = __ballot_sync(kFull, q < P && (q == 0 || !pc || pr != r));
+  prev_r = __shfl_sync(kFull, r, 31);
+  prev_cut = (cm >> 31) != 0;
+  if (lane == 0) {
+    sh->cut_mask[w] = cm;
+    sh->brk_mask[w] = bm;
+  }
+}
+
+__device__ __forceinline__ void store_final(PartRecord* rec, int q, int64_t pos, int64_t sr, int32_t r) {
+  PartRecord f;
+  f.E = pos;
+  f.Sr = sr;
+  f.r = r;
+  f.row_lo = f.cut = f.run = 0;
+  store_record(rec + q, f);
+}
+
+// Dense mode: the records hold each part's band (the row holding lo_q and S around it).
+template <typename Tape>
+__device__ void walk_registers(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t F, const Tape& T,
+                               Shared* sh) {
+  const int lane = threadIdx.x & 31;
+  const int nw = (P + 31) >> 5;
+  const uint32_t F32 = static_cast<uint32_t>(F);
+  int64_t D = 0;
+  int32_t prev_r = 0;
+  bool prev_cut = false;
+  PartRecord nb = load_record(rec + (lane < P ? lane : 0), false);   // the next window's band, loaded ahead
+#pragma unroll 1
+  for (int w = 0; w < nw; ++w) {
+    const int q = 32 * w + lane;
+    const bool live = q < P;
+    const PartRecord band = nb;
+    if (w + 1 < nw) nb = load_record(rec + (q + 32 < P ? q + 32 : 0), false);
+    int32_t r = live ? band.row_lo : static_cast<int32_t>(n);
+    int64_t sr = band.E;
+    // the end's offset in row r and row r's cost: both < 2^32 (a row costs less than 2^32); past the tape
+    // (r = n) the offset is below P + F + D
+    int64_t x = F + (q + 1) * Q + D - sr;
+    uint32_t cost = static_cast<uint32_t>(band.Sr - band.E);
+    auto settle = [&]() {   // D moved the end past the band: step forward (D only grows)
+      while (r < n && x >= cost) {
+        x -= cost;
+        sr += cost;
+        ++r;
+        const int64_t s1 = r == band.row_lo + 1 ? band_third(band) : T.next(r, sr);
+        cost = r < n ? static_cast<uint32_t>(s1 - sr) : 0u;
+      }
+    };
+    if (D > 0) settle();
+    int p = 32 * w;   // parts below p are final
+    while (true) {
+      const unsigned m = __ballot_sync(kFull, live && q >= p && r < n && static_cast<uint32_t>(x) < F32);
+      if (!m) break;
+      const int last = __ffs(m) - 1;
+      const int64_t snap = __shfl_sync(kFull, static_cast<int32_t>(F32 - static_cast<uint32_t>(x)), last);
+      D += snap;   // in [1, F]
+      if (last == 31) break;
+      p = 32 * w + last + 1;
+      if (lane > last) {
+        x += snap;
+        settle();
+      }
+    }
+    const bool cut = live && r < n && static_cast<uint32_t>(x) > F32;
+    if (live) store_final(rec, q, sr + x, sr, r);
+    window_masks(w, P, r, cut, prev_r, prev_cut, sh);
+  }
+}
+
+// Sparse mode (see walk_sparse): every part's end in closed form, so the windows are independent: every
+// warp takes its own (warp w: windows w, w + nwarps, ...).
+__device__ void walk_sparse_registers(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t F, int64_t c,
+                                      Shared* sh) {
+  const int lane = threadIdx.x & 31;
+  const int nw = (P + 31) >> 5;
+  const int64_t total = n * c;
+  int m = P;
+#pragma unroll 1
+  for (int w = 0; w < nw; ++w) {
+    const int j = 32 * w + lane;
+    const bool hit = j < P && (F + (j + 1) * Q) - div64(F + (j + 1) * Q, c) * c < F;
+    const unsigned h = __ballot_sync(kFull, hit);
+    if (h) {
+      m = 32 * w + __ffs(h) - 1;
+      break;
+    }
+  }
+  const int64_t step = m < P ? div64(F + (m + 1) * Q, c) * c : 0;
+  auto part = [&](int q, int64_t& pos, int64_t& row) {   // part q's end and the row holding it (n: past)
+    const int k = q / (m + 1), j = q - k * (m + 1);
+    pos = k * step + F + (j + 1) * Q;
+    row = pos < total ? div64(pos, c) : n;
+  };
+#pragma unroll 1
+  for (int w = threadIdx.x >> 5; w < nw; w += blockDim.x >> 5) {   // warp-uniform
+    const int q = 32 * w + lane;
+    int64_t pos, rr;
+    part(q, pos, rr);
+    const int32_t r = static_cast<int32_t>(rr);
+    const bool cut = q < P && r < n && pos - rr * c > F;
+    int32_t prev_r = 0;   // the part before the window (the same in every lane)
+    bool prev_cut = false;
+    if (w > 0) {
+      int64_t pp, pr;
+      part(32 * w - 1, pp, pr);
+      prev_r = static_cast<int32_t>(pr);
+      prev_cut = pr < n && pp - pr * c > F;
+    }
+    if (q < P) store_final(rec, q, pos, rr * c, r);
+    window_masks(w, P, r, cut, prev_r, prev_cut, sh);
+  }
+}
+
+// After the window walker and a barrier, one warp per window: the window's cut rows (their places follow
+// from the masks of the windows before it), each part's run of pieces and, when `meta` is set, its row of
+// tile_scheduler_metadata.
+template <typename Tape>
+__device__ void finish_windows(const PartRecord* rec, Shared* sh, int P, int64_t n, int64_t F,
+                               int32_t* cuts, int32_t* meta, const Tape& T) {
+  const int lane = threadIdx.x & 31;
+  const int nw = (P + 31) >> 5;
+#pragma unroll 1
+  for (int w = threadIdx.x >> 5; w < nw; w += blockDim.x >> 5) {   // warp-uniform
+    const int q = 32 * w + lane;
+    const bool act = q < P;
+    int Cb = 0, start_before = 0;   // cut rows before this window; the last run start before it
+    for (int j = 0; j < w; ++j) {
+      Cb += __popc(sh->cut_mask[j]);
+      const unsigned b = sh->brk_mask[j];
+      if (b) start_before = 32 * j + 31 - __clz(b);
+    }
+    const unsigned cm = sh->cut_mask[w], bm = sh->brk_mask[w];
+    if (w == nw - 1 && lane == 0) sh->C = Cb + __popc(cm);   // the cut count, for num_splits
+    const unsigned lt = (1u << lane) - 1u, upto = bm & (lt | (1u << lane));
+    const bool cut = ((cm >> lane) & 1u) != 0;
+    const int run = q - (upto ? 32 * w + 31 - __clz(upto) : start_before) + 1;
+    PartRecord me{};
+    if (act) me = load_record(rec + q, false);
+    if (cut) cuts[Cb + __popc(cm & lt)] = me.r;
+    if (meta == nullptr) continue;   // uniform: ranks other than 0
+    const int32_t blk = static_cast<int32_t>(me.E - me.Sr - F);   // the block where a cut part ends
+    int32_t pr = __shfl_up_sync(kFull, me.r, 1), pblk = __shfl_up_sync(kFull, blk, 1);
+    int32_t prun = __shfl_up_sync(kFull, run, 1);
+    bool pcut = lane > 0 && ((cm >> (lane - 1)) & 1u) != 0;
+    if (lane == 0 && q > 0) {
+      const PartRecord pv = load_record(rec + q - 1, false);
+      pr = pv.r;
+      pblk = static_cast<int32_t>(pv.E - pv.Sr - F);
+      pcut = (sh->cut_mask[w - 1] >> 31) != 0;
+      prun = q - start_before;
+    }
+    if (!act) continue;
+    int32_t row[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (q > 0) {
+      if (pr >= n) {
+        row[0] = -1;
+      } else {
+        row[0] = pr;
+        if (pcut) {
+          row[1] = pblk;
+          row[4] = prun;
+        }
+      }
+    }
+    if (me.r >= n) {
+      row[2] = static_cast<int32_t>(n - 1);
+      row[3] = T.last_blk(n - 1);
+    } else if (cut) {
+      row[2] = me.r;
+      row[3] = blk;
+    } else {   // me.r >= 1 here: E >= F + Q > F, so row 0 cannot end a part on its window
+      row[2] = me.r - 1;
+      row[3] = T.last_blk(me.r - 1);
+    }
+    int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(q));
+    dst[0] = make_int4(row[0], row[1], row[2], row[3]);
+    dst[1] = make_int4(row[4], row[5], row[6], row[7]);
+  }
+}
+
 // tile_scheduler_metadata from the final records (all threads of one CTA).
 template <typename Tape>
 __device__ void write_meta(const PartRecord* rec, bool rec_global, int32_t* meta, int P, int64_t n, int64_t F,
@@ -457,9 +659,11 @@ __device__ void write_meta(const PartRecord* rec, bool rec_global, int32_t* meta
 // num_splits: splits[0] = 0, splits[k] = k + #cuts < k for 1 <= k <= n, then n + C (cut rows sorted).
 // Positions [k_lo, k_hi): each warp writes a contiguous segment, 128 consecutive positions per step as one
 // 16-byte store per lane (32 positions and 4-byte stores when the slice is not 16-byte aligned). A cursor
-// into the cut rows only moves forward; where cut rows fall inside a step, each lane binary-searches the
-// few of them.
-__device__ void write_splits(int32_t* splits, int k_lo, int k_hi, int n, const int32_t* cuts, int C) {
+// into the cut rows only moves forward; the cut rows that fall inside a step are read 32 at a time into the
+// lanes, and each lane counts those below its positions (one by one when few, else by binary search).
+// (Measured against one thread per 8 positions with binary searches in shared memory: that was 1.3-1.8x
+// slower, the dependent shared-memory loads being the cost.)
+__device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, int n, const int32_t* cuts, int C) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   const bool vec = (reinterpret_cast<uintptr_t>(splits + k_lo) & 15) == 0;
   const int V = vec ? 4 : 1, W = 32 * V;
@@ -472,36 +676,40 @@ __device__ void write_splits(int32_t* splits, int k_lo, int k_hi, int n, const i
     const int mid = (cur + hi) >> 1;
     if (cuts[mid] < s0) cur = mid + 1; else hi = mid;
   }
-  int next = cur < C ? cuts[cur] : INT32_MAX;
+  int next = cur < C ? cuts[cur] : INT32_MAX;   // warp-uniform
   const int tail = n + C;
   for (int w0 = s0; w0 < s1; w0 += W) {
     const int k = w0 + lane * V;
-    int cc = cur, e = cur;   // cc: #cuts < k; e: #cuts < w0 + W
-    if (next < w0 + W) {
-      int h = C;
-      while (e < h) {
-        const int mid = (e + h) >> 1;
-        if (cuts[mid] < w0 + W) e = mid + 1; else h = mid;
+    int cnt[4] = {cur, cur, cur, cur};   // #cuts < k + j
+    while (next < w0 + W) {   // cut rows inside this step (warp-uniform loop)
+      const int cv = cur + lane < C ? cuts[cur + lane] : INT32_MAX;
+      const unsigned in = __ballot_sync(kFull, cv < w0 + W);   // a prefix of the lanes (cut rows are sorted)
+      const int m = __popc(in);
+      if (m <= 8) {   // few: each lane compares its positions with every one
+        for (int i = 0; i < m; ++i) {
+          const int c = __shfl_sync(kFull, cv, i);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) cnt[j] += c < k + j ? 1 : 0;
+        }
+      } else {   // many (cut rows may repeat): binary search among the lanes, 4 positions at once
+        int h[4] = {0, 0, 0, 0};   // #lanes whose cut row is < k + j (lanes past m hold rows >= w0 + W)
+#pragma unroll
+        for (int b = 16; b >= 1; b >>= 1) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) h[j] += __shfl_sync(kFull, cv, h[j] + b - 1) < k + j ? b : 0;
+        }
+        const int c31 = __shfl_sync(kFull, cv, 31);   // every lane takes part in every shuffle
+#pragma unroll
+        for (int j = 0; j < 4; ++j) cnt[j] += h[j] + (h[j] == 31 && c31 < k + j ? 1 : 0);
       }
-      h = e;
-      while (cc < h) {
-        const int mid = (cc + h) >> 1;
-        if (cuts[mid] < k) cc = mid + 1; else h = mid;
-      }
+      cur += m;
+      next = m < 32 ? __shfl_sync(kFull, cv, m & 31) : (cur < C ? cuts[cur] : INT32_MAX);
     }
-    const bool in_quad = V > 1 && cc < e && cuts[cc] < k + 3;   // a cut row among this lane's positions
     int v[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int kj = k + j;
-      if (in_quad && j > 0) {   // #cuts < kj (cut rows may repeat: binary search, not a scan)
-        int h = e;
-        while (cc < h) {
-          const int mid = (cc + h) >> 1;
-          if (cuts[mid] < kj) cc = mid + 1; else h = mid;
-        }
-      }
-      v[j] = kj == 0 ? 0 : (kj <= n ? kj + cc : tail);
+      v[j] = kj == 0 ? 0 : (kj <= n ? kj + cnt[j] : tail);
     }
     if (vec && k + 3 < s1) {
       *reinterpret_cast<int4*>(splits + k) = make_int4(v[0], v[1], v[2], v[3]);
@@ -509,10 +717,6 @@ __device__ void write_splits(int32_t* splits, int k_lo, int k_hi, int n, const i
 #pragma unroll
       for (int j = 0; j < 4; ++j)
         if (j < V && k + j < s1) splits[k + j] = v[j];
-    }
-    if (e != cur) {
-      cur = e;
-      next = cur < C ? cuts[cur] : INT32_MAX;
     }
   }
 }
@@ -540,6 +744,11 @@ __device__ __forceinline__ PartRecord band_in_thread(const Args& a, const int32_
     }
   }
   return band_record(r, s0, s1, s2);
+}
+
+template <bool kSmem>
+__device__ __forceinline__ int64_t* ls_tpre(LowStatic* ls) {
+  if constexpr (kSmem) return nullptr; else return ls->tpre;
 }
 
 template <bool kSmem>
@@ -630,7 +839,18 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   int64_t* scal = reinterpret_cast<int64_t*>(ws + a.lay.scalars);
   // Phase 3: the walker (warp 0 of every rank, or of rank 0 alone when the records are in global memory,
   // which rank 0 overwrites with final ones), then metadata (rank 0). The caller writes num_splits.
-  auto finish = [&](const auto& T, const auto& walk) {
+  auto finish = [&](const auto& T, const auto& walk_regs, const auto& walk) {
+    if (P <= 32 * kMaskWindows) {   // the window walker (records in shared memory in every rank)
+      walk_regs();   // the dense walker runs in warp 0, the sparse one in every warp
+      MLA_STAMP(9);
+      __syncthreads();
+      MLA_STAMP(3);
+      finish_windows(rec, sh, P, n, F, cuts, rank == 0 ? meta : nullptr, T);
+      MLA_STAMP(10);
+      __syncthreads();
+      MLA_STAMP(11);
+      return;
+    }
     const bool walker = !global_parts || rank == 0;
     int C = 0;
     if (warp == 0 && walker) C = walk();
@@ -655,6 +875,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     Q = div64(total + P - 1, P);
     MLA_STAMP(2);
     finish(SparseTape{last_block(a.c.topk, a.c.block_size_n)},
+           [&] { walk_sparse_registers(rec, P, n, Q, F, c, sh); },
            [&] { return walk_sparse(rec, P, n, Q, F, c, cuts, rank == 0); });
     write_splits(splits, k_lo, k_hi, static_cast<int>(n), cuts, sh->C);
     MLA_STAMP(4);
@@ -672,7 +893,55 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   // Phase 1: costs, prefix sums (the tape, kept in shared memory by the smem kernel), this rank's sum.
   ChunkScan cs;
   int64_t carry = 0;
-  for (int ch = 0; ch < nch; ++ch) {
+  // Where a low_smem rank has several chunks: the tape positions where each (chunk, warp) of rows begins
+  // (rank-local; shared memory when there are at most 1024, else the workspace).
+  int64_t* wpos = nch <= kThreads / 32 ? ls_tpre<kSmem>(ls) : wpre + wbase * 32;
+  if (!kSmem && nch > 1) {
+    // Only sums are needed here (the row search rescans one warp's rows): per chunk each warp adds its 256
+    // costs with two 32-bit warp reductions and stores the sum; one block scan at the end makes them
+    // positions. No barrier per chunk.
+    // Three chunks in flight (a rank streams up to 4 MB on one SM: one chunk ahead left it latency-bound).
+    auto fetch = [&](int ch, int32_t (&l)[kV]) {
+      if (ch < nch) {
+        const int64_t c0 = r0 + static_cast<int64_t>(ch) * kCh;
+        load_lens(lens, c0, imin64(c0 + kCh, rB), l);
+      }
+    };
+    auto sum_chunk = [&](int ch, int32_t (&l)[kV]) {
+      if (ch >= nch) return;   // uniform
+      const int64_t i0 = r0 + static_cast<int64_t>(ch) * kCh + static_cast<int64_t>(threadIdx.x) * kV;
+      const uint32_t F32 = static_cast<uint32_t>(F);
+      int64_t tsum = 0;   // < 2^35
+#pragma unroll
+      for (int j = 0; j < kV; ++j) tsum += i0 + j < r1 ? nblk32(l[j], a) + F32 : 0u;
+      fetch(ch + 3, l);
+      if (ch == 0) MLA_STAMP(6);
+      const uint32_t lo = __reduce_add_sync(kFull, static_cast<uint32_t>(tsum) & 0xffffffu);   // < 2^29
+      const uint32_t hi = __reduce_add_sync(kFull, static_cast<uint32_t>(tsum >> 24));         // < 2^16
+      if (lane == 0) wpre[(wbase + ch) * 32 + warp] = (static_cast<int64_t>(hi) << 24) + lo;
+      if (ch == 0) MLA_STAMP(5);
+    };
+    int32_t l1[kV], l2[kV];
+    fetch(1, l1);
+    fetch(2, l2);
+#pragma unroll 1
+    for (int ch = 0; ch < nch; ch += 3) {
+      sum_chunk(ch, nl);
+      sum_chunk(ch + 1, l1);
+      sum_chunk(ch + 2, l2);
+    }
+    __syncthreads();   // the sums (global) are visible to the whole CTA
+    for (int b = 0; b < nch * 32; b += kNT) {   // exclusive scan, in place or into shared memory
+      const int t = b + static_cast<int>(threadIdx.x);
+      const int64_t v = t < nch * 32 ? wpre[wbase * 32 + t] : 0;
+      int64_t bsum;
+      const int64_t e = block_exclusive_sum(v, scan_buf(), &bsum);
+      __syncthreads();   // every read of this block of sums is done before positions overwrite them
+      if (t < nch * 32) wpos[t] = carry + e;
+      carry += bsum;
+    }
+  }
+  for (int ch = 0; ch < ((kSmem || nch == 1) ? nch : 0); ++ch) {
     const int64_t c0 = r0 + static_cast<int64_t>(ch) * kCh;
     int32_t l[kV];
 #pragma unroll
@@ -696,8 +965,6 @@ __device__ __forceinline__ void sched_body(const Args& a) {
         d[1] = make_uint4(v[4], v[5], v[6], v[7]);
         if ((threadIdx.x & (kGroupThreads - 1)) == 0) gbase[li0 >> kGroupLog] = carry + cs.excl;
       }
-    } else {   // several chunks: each warp's first tape position (rank-local), for the row search
-      if (nch > 1 && lane == 0) wpre[(wbase + ch) * 32 + warp] = carry + cs.excl;
     }
     carry += cs.sum;
   }
@@ -712,23 +979,21 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     sh->rsum[0] = carry;
   }
   __syncthreads();
-  if (threadIdx.x == 0) {   // once, not in every warp
-    int64_t acc = 0;
-    for (unsigned o = 0; o < K; ++o) {
-      sh->pre[o] = acc;
-      acc += sh->rsum[o];
-    }
-    sh->pre[K] = acc;
+  if (warp == 0) {   // once, not in every warp: lanes scan the rank sums (K <= 16), then 3 lanes divide at once
+    const int64_t v = lane < static_cast<int>(K) ? sh->rsum[lane] : 0;
+    const int64_t inc = K > 1 ? warp_inclusive_sum(v) : (lane == 0 ? v : sh->rsum[0]);
+    const int64_t acc = K > 1 ? __shfl_sync(kFull, inc, 31) : sh->rsum[0], ex = inc - v;   // lane K: the total
+    const int64_t a0 = __shfl_sync(kFull, ex, rank), a1 = __shfl_sync(kFull, ex, rank + 1);
     const int64_t q = div64(acc + P - 1, P);
-    sh->u[0] = q;
-    sh->u[1] = first_part(acc, F, q, P);
-    sh->u[2] = first_part(sh->pre[rank], F, q, P);
-    sh->u[3] = first_part(sh->pre[rank + 1], F, q, P);
+    if (lane <= static_cast<int>(K)) sh->pre[lane] = ex;
+    if (lane == 0) sh->u[0] = q;
+    if (lane >= 1 && lane <= 3) sh->u[lane] = first_part(lane == 1 ? acc : (lane == 2 ? a0 : a1), F, q, P);
   }
   __syncthreads();
+  MLA_STAMP(12);
   total = sh->pre[K];
   Q = sh->u[0];
-  const int64_t A0 = sh->pre[rank], A1 = sh->pre[rank + 1];
+  const int64_t A0 = sh->pre[rank];   // this rank's slice of the tape: [A0, pre[rank + 1])
   const int64_t qt = sh->u[1], qa = sh->u[2], qb = sh->u[3];   // past the tape: [qt, P); this rank: [qa, qb)
 
   // Phase 2: the row holding each lo_q in [A0, A1); the band of S around it, broadcast to every rank.
@@ -747,7 +1012,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   const ClusterTape ctape{rel, gbase, sh->pre, n, total, F, static_cast<uint32_t>(R), rank};
   if constexpr (kSmem) {
     for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
-      const int64_t x = F + (q + 1) * Q - A0;   // rank-local tape position, in [0, A1 - A0)
+      const int64_t x = F + (q + 1) * Q - A0;   // rank-local tape position, inside the slice
       int lo = 0, hi = static_cast<int>(r1 - r0);   // largest local row with S_local <= x
       while (hi - lo > 1) {
         const int mid = (lo + hi) >> 1;
@@ -777,28 +1042,29 @@ __device__ __forceinline__ void sched_body(const Args& a) {
         }
       }
     } else {
-      // Several chunks: one warp per part finds the chunk (binary search of the chunks' first positions),
-      // then the warp (one ballot over the saved warp prefixes), then the thread (rescan of that warp's
-      // 256 rows), then the row.
+      // Several chunks: one warp per part finds the (chunk, warp) of rows holding lo_q (binary search of
+      // their first positions: the last one at or below it that is not empty), then the thread (rescan of
+      // that warp's 256 rows), then the row.
+      const int nwp = nch * 32;
       for (int64_t q = qa + warp; q < qb; q += blockDim.x >> 5) {
-        const int64_t x = F + (q + 1) * Q - A0;   // rank-local
-        int lo = 0, hi = nch;
-        while (hi - lo > 1) {
+        const int64_t x = F + (q + 1) * Q - A0;   // rank-local, inside the slice
+        int lo = 0, hi = nwp;   // first entry past x (the rank's sum is past x)
+        while (lo < hi) {
           const int mid = (lo + hi) >> 1;
-          if (__ldcg(wpre + (wbase + mid) * 32) <= x) lo = mid; else hi = mid;
+          if (wpos[mid] <= x) lo = mid + 1; else hi = mid;
         }
-        const int64_t v = __ldcg(wpre + (wbase + lo) * 32 + lane);
-        const int w = 31 - __clz(__ballot_sync(kFull, v <= x));
-        const int64_t i0 = r0 + static_cast<int64_t>(lo) * kCh + w * 32 * kV + lane * kV;
+        const int cw = lo - 1;   // wpos[cw] <= x < wpos[cw + 1] (or the rank's end): rows of cw hold x
+        const int64_t i0 = r0 + static_cast<int64_t>(cw >> 5) * kCh + (cw & 31) * 32 * kV + lane * kV;
         int64_t ts = 0;
 #pragma unroll
         for (int j = 0; j < kV; ++j) ts += i0 + j < r1 ? cost_of(__ldg(lens + i0 + j), a) : 0;
-        const int64_t lp = __shfl_sync(kFull, v, w) + warp_inclusive_sum(ts) - ts;
+        const int64_t lp = wpos[cw] + warp_inclusive_sum(ts) - ts;
         const int l = 31 - __clz(__ballot_sync(kFull, ts > 0 && lp <= x));
         if (lane == l) put(q, band_in_thread(a, lens, i0, n, A0 + lp, A0 + x));
       }
     }
   }
+  MLA_STAMP(13);
   // Records visible to every rank.
   if (K > 1) {
     if (global_parts) __threadfence();
@@ -810,11 +1076,13 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   MLA_STAMP(2);
 
   if constexpr (kSmem) {
-    finish(ctape, [&] { return walk_parts(rec, false, P, n, Q, F, ctape, cuts, rank == 0); });
+    finish(ctape, [&] { if (warp == 0) walk_registers(rec, P, n, Q, F, ctape, sh); },
+           [&] { return walk_parts(rec, false, P, n, Q, F, ctape, cuts, rank == 0); });
     if (K > 1) cluster_arrive();   // this rank reads no other rank's shared memory any more
   } else {
     const LensTape T{lens, &a, n};
-    finish(T, [&] { return walk_parts(rec, global_parts, P, n, Q, F, T, cuts, rank == 0); });
+    finish(T, [&] { if (warp == 0) walk_registers(rec, P, n, Q, F, T, sh); },
+           [&] { return walk_parts(rec, global_parts, P, n, Q, F, T, cuts, rank == 0); });
   }
   write_splits(splits, k_lo, k_hi, static_cast<int>(n), cuts, sh->C);
   MLA_STAMP(4);

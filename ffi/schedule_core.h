@@ -153,8 +153,8 @@ struct WorkspaceLayout {   // offsets in bytes inside one batch's slice
   int64_t cut_rows;        // int32 [P] (used when P > kStageParts)
   int64_t chunks;          // int64 [B / kChunk + kMaxCluster + 2][32]: each warp's first tape position in
                            // each chunk, for ranks with several chunks (low_smem, B > 131072)
-  int64_t scalars;         // int64 [16]: [0, 8) phase time stamps (JAX_MLA_META_PHASE_TIMING builds),
-                           // [8] the cut count when the cut rows are in the workspace
+  int64_t scalars;         // int64 [16]: [8] the cut count when the cut rows are in the workspace; the
+                           // others: phase time stamps (JAX_MLA_META_PHASE_TIMING builds)
   int64_t bytes;           // size of one batch's slice (multiple of 256)
 };
 
