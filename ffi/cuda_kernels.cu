@@ -467,13 +467,14 @@ __device__ void walk_registers(PartRecord* rec, int P, int64_t n, int64_t Q, int
   int64_t D = 0;
   int32_t prev_r = 0;
   bool prev_cut = false;
-  PartRecord nb = load_record(rec + (lane < P ? lane : 0), false);   // the next window's band, loaded ahead
+  PartRecord nb{};   // the next window's band, loaded ahead (lanes past P load nothing: no shared reads of
+  if (lane < P) nb = load_record(rec + lane, false);   // records that other lanes are overwriting)
 #pragma unroll 1
   for (int w = 0; w < nw; ++w) {
     const int q = 32 * w + lane;
     const bool live = q < P;
     const PartRecord band = nb;
-    if (w + 1 < nw) nb = load_record(rec + (q + 32 < P ? q + 32 : 0), false);
+    if (q + 32 < P) nb = load_record(rec + q + 32, false);
     int32_t r = live ? band.row_lo : static_cast<int32_t>(n);
     int64_t sr = band.E;
     // the end's offset in row r and row r's cost: both < 2^32 (a row costs less than 2^32); past the tape
