@@ -658,13 +658,20 @@ __device__ void write_meta(const PartRecord* rec, bool rec_global, int32_t* meta
 }
 
 // num_splits: splits[0] = 0, splits[k] = k + #cuts < k for 1 <= k <= n, then n + C (cut rows sorted).
+// The last position, B, is always n + C: the rank that owns it writes it alone (B + 1 positions would
+// cost the warps one more step than B when B is a multiple of their 128-position steps).
 // Positions [k_lo, k_hi): each warp writes a contiguous segment, 128 consecutive positions per step as one
 // 16-byte store per lane (32 positions and 4-byte stores when the slice is not 16-byte aligned). A cursor
 // into the cut rows only moves forward; the cut rows that fall inside a step are read 32 at a time into the
 // lanes, and each lane counts those below its positions (one by one when few, else by binary search).
 // (Measured against one thread per 8 positions with binary searches in shared memory: that was 1.3-1.8x
 // slower, the dependent shared-memory loads being the cost.)
-__device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, int n, const int32_t* cuts, int C) {
+__device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, int B, int n, const int32_t* cuts,
+                                         int C) {
+  if (k_hi == B + 1) {
+    if (threadIdx.x == 0 && k_lo <= B) splits[B] = n + C;
+    k_hi = B;
+  }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   const bool vec = (reinterpret_cast<uintptr_t>(splits + k_lo) & 15) == 0;
   const int V = vec ? 4 : 1, W = 32 * V;
@@ -672,10 +679,12 @@ __device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, i
   const int s0 = k_lo + warp * per;
   const int s1 = s0 + per < k_hi ? s0 + per : k_hi;
   if (s0 >= s1) return;
-  int cur = 0, hi = C;   // first cut >= s0
-  while (cur < hi) {
-    const int mid = (cur + hi) >> 1;
-    if (cuts[mid] < s0) cur = mid + 1; else hi = mid;
+  int cur = 0, hi = C;   // first cut >= s0 (0 at once when the first cut row is: always so for warp 0)
+  if (C > 0 && cuts[0] < s0) {
+    while (cur < hi) {
+      const int mid = (cur + hi) >> 1;
+      if (cuts[mid] < s0) cur = mid + 1; else hi = mid;
+    }
   }
   int next = cur < C ? cuts[cur] : INT32_MAX;   // warp-uniform
   const int tail = n + C;
@@ -692,6 +701,11 @@ __device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, i
 #pragma unroll
           for (int j = 0; j < 4; ++j) cnt[j] += c < k + j ? 1 : 0;
         }
+      } else if (__shfl_sync(kFull, cv, 0) == __shfl_sync(kFull, cv, m - 1)) {
+        // all m are cuts of one row (a long row cut many times, e.g. B = 1): one compare per position
+        const int c = __shfl_sync(kFull, cv, 0);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) cnt[j] += c < k + j ? m : 0;
       } else {   // many (cut rows may repeat): binary search among the lanes, 4 positions at once
         int h[4] = {0, 0, 0, 0};   // #lanes whose cut row is < k + j (lanes past m hold rows >= w0 + W)
 #pragma unroll
@@ -878,7 +892,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     finish(SparseTape{last_block(a.c.topk, a.c.block_size_n)},
            [&] { walk_sparse_registers(rec, P, n, Q, F, c, sh); },
            [&] { return walk_sparse(rec, P, n, Q, F, c, cuts, rank == 0); });
-    write_splits(splits, k_lo, k_hi, static_cast<int>(n), cuts, sh->C);
+    write_splits(splits, k_lo, k_hi, static_cast<int>(B), static_cast<int>(n), cuts, sh->C);
     MLA_STAMP(4);
     return;
   }
@@ -971,31 +985,41 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   }
   MLA_STAMP(1);
   // Publish this rank's sum to every rank; then every rank knows where each slice starts.
+  int64_t A0, qt, qa, qb;   // where this rank's slice of the tape starts; parts past the tape: [qt, P), this
+                            // rank's: [qa, qb)
   if (K > 1) {
     cluster_wait();   // phase 0 complete: remote shared memory may be written
     if (threadIdx.x < K) remote(sh->rsum, threadIdx.x)[rank] = carry;
     cluster_arrive();
     cluster_wait();
-  } else if (threadIdx.x == 0) {
-    sh->rsum[0] = carry;
+    if (warp == 0) {   // once, not in every warp: lanes scan the rank sums (K <= 16), then 3 lanes divide at once
+      const int64_t v = lane < static_cast<int>(K) ? sh->rsum[lane] : 0;
+      const int64_t inc = warp_inclusive_sum(v);
+      const int64_t acc = __shfl_sync(kFull, inc, 31), ex = inc - v;   // lane K: the total
+      const int64_t a0 = __shfl_sync(kFull, ex, rank), a1 = __shfl_sync(kFull, ex, rank + 1);
+      const int64_t q = div64(acc + P - 1, P);
+      if (lane <= static_cast<int>(K)) sh->pre[lane] = ex;
+      if (lane == 0) sh->u[0] = q;
+      if (lane >= 1 && lane <= 3) sh->u[lane] = first_part(lane == 1 ? acc : (lane == 2 ? a0 : a1), F, q, P);
+    }
+    __syncthreads();
+    total = sh->pre[K];
+    Q = sh->u[0];
+    A0 = sh->pre[rank];
+    qt = sh->u[1];
+    qa = sh->u[2];
+    qb = sh->u[3];
+  } else {   // one CTA: every thread has the total from its scan; only the tape needs a barrier
+    if (threadIdx.x == 0) sh->pre[0] = 0;   // the tape view's rank prefix
+    __syncthreads();
+    total = carry;
+    Q = div64(total + P - 1, P);
+    qt = first_part(total, F, Q, P);
+    qa = 0;
+    qb = qt;
+    A0 = 0;
   }
-  __syncthreads();
-  if (warp == 0) {   // once, not in every warp: lanes scan the rank sums (K <= 16), then 3 lanes divide at once
-    const int64_t v = lane < static_cast<int>(K) ? sh->rsum[lane] : 0;
-    const int64_t inc = K > 1 ? warp_inclusive_sum(v) : (lane == 0 ? v : sh->rsum[0]);
-    const int64_t acc = K > 1 ? __shfl_sync(kFull, inc, 31) : sh->rsum[0], ex = inc - v;   // lane K: the total
-    const int64_t a0 = __shfl_sync(kFull, ex, rank), a1 = __shfl_sync(kFull, ex, rank + 1);
-    const int64_t q = div64(acc + P - 1, P);
-    if (lane <= static_cast<int>(K)) sh->pre[lane] = ex;
-    if (lane == 0) sh->u[0] = q;
-    if (lane >= 1 && lane <= 3) sh->u[lane] = first_part(lane == 1 ? acc : (lane == 2 ? a0 : a1), F, q, P);
-  }
-  __syncthreads();
   MLA_STAMP(12);
-  total = sh->pre[K];
-  Q = sh->u[0];
-  const int64_t A0 = sh->pre[rank];   // this rank's slice of the tape: [A0, pre[rank + 1])
-  const int64_t qt = sh->u[1], qa = sh->u[2], qb = sh->u[3];   // past the tape: [qt, P); this rank: [qa, qb)
 
   // Phase 2: the row holding each lo_q in [A0, A1); the band of S around it, broadcast to every rank.
   auto put = [&](int64_t q, const PartRecord& rc) {
@@ -1085,7 +1109,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     finish(T, [&] { if (warp == 0) walk_registers(rec, P, n, Q, F, T, sh); },
            [&] { return walk_parts(rec, global_parts, P, n, Q, F, T, cuts, rank == 0); });
   }
-  write_splits(splits, k_lo, k_hi, static_cast<int>(n), cuts, sh->C);
+  write_splits(splits, k_lo, k_hi, static_cast<int>(B), static_cast<int>(n), cuts, sh->C);
   MLA_STAMP(4);
   if constexpr (kSmem) {
     if (K > 1) cluster_wait();   // no rank leaves while another may still read its shared memory
