@@ -6,15 +6,18 @@
 //   (its "window"): the next part then restarts at that row, D += S_j + F - E_q (at most F).
 // Every output follows from the part ends E_q, the row r_q holding each end, and S.
 //
-// One launch per call. Each batch is one thread-block cluster of K CTAs of 1024 threads (K = 1 for small
-// batches, up to 16); rank k owns a contiguous slice of the rows and a slice of num_splits:
+// One launch per call. Each batch is one thread-block cluster of K CTAs of 256-1024 threads (K = 1 for
+// small batches, up to 16); rank k owns a contiguous slice of the rows and a slice of num_splits:
 //   1. (dense mode) each rank scans its rows' costs and publishes its sum to every rank (distributed shared
-//      memory); a cluster barrier; every rank then knows the total, Q and where its slice starts;
+//      memory); a cluster barrier; every rank then knows the total, Q and where its slice starts (with one
+//      CTA, every thread knows them from its own scan);
 //   2. each rank finds the row holding every lo_q that falls in its slice and broadcasts that part's record;
-//      in sparse mode (every row costs c, S_i = i c) every rank computes all records itself, no barrier;
+//      in sparse mode (every row costs c, S_i = i c) every part's end has a closed form: no records;
 //   3. a cluster barrier; one warp per rank walks all parts (redundantly in every rank, which saves a
-//      barrier), finalising 32 parts per step with ballots: part ends, cut flags, split runs, cut rows;
-//   4. every rank writes its slice of num_splits; rank 0 writes tile_scheduler_metadata.
+//      barrier), 32 per window, keeping only the chain of restarts, then stores each window's final ends and
+//      two ballot masks; after a CTA barrier one warp per window derives the cut rows and (rank 0)
+//      tile_scheduler_metadata (P > 256: one warp finalises each window itself, then writes the metadata);
+//   4. every rank writes its slice of num_splits.
 //  * "smem" kernel (mla_smem_kernel): a rank's tape lives in dynamic shared memory (smem_bytes(B, P, K)
 //    in schedule_core.h: ~4.25 bytes per row of its slice + 36 per part); the walker reads any row's prefix
 //    sum from the owning rank's shared memory.
