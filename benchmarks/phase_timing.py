@@ -5,8 +5,8 @@ python3 benchmarks/phase_timing.py [B ...]
 Thread 0 of rank 0 stamps clock64() into the workspace; phases (see cuda_kernels.cu):
   start: reading num_valid, scan: costs and prefix sums of the rank's rows (dense only; sparse mode has a closed form),
   rows: rank sums exchanged, each lo_q's row found and broadcast, cluster barrier,
-  walk: the walker (register walker: the chain of restarts and the per-window masks), out: metadata and
-  num_splits (register walker: per-window cut rows and metadata, a barrier, then num_splits)."""
+  walk: the walker (window walker, P <= 512: the chain of restarts and the per-window masks), out: metadata
+  and num_splits (window walker: per-window cut rows and metadata, a barrier, then num_splits)."""
 
 import sys
 
@@ -37,7 +37,7 @@ for B in [int(a) for a in sys.argv[1:]] or [1, 512, 4096, 20000, 65536, 1 << 20]
                 d["first_chunk"] = t[5] - t[0]
                 d["rows.exchange"] = t[12] - t1
                 d["rows.search"] = t[13] - t[12]
-            if P <= 160:   # the register walker's sub-phases
+            if P <= 512:   # the window walker's sub-phases
                 d["walk.chain"] = t[9] - t[2]
                 d["out.windows"] = t[10] - t[3]
                 d["out.barrier"] = t[11] - t[10]

@@ -16,7 +16,7 @@
 //   3. a cluster barrier; one warp per rank walks all parts (redundantly in every rank, which saves a
 //      barrier), 32 per window, keeping only the chain of restarts, then stores each window's final ends and
 //      two ballot masks; after a CTA barrier one warp per window derives the cut rows and (rank 0)
-//      tile_scheduler_metadata (P > 256: one warp finalises each window itself, then writes the metadata);
+//      tile_scheduler_metadata (P > 512: one warp finalises each window itself, then writes the metadata);
 //   4. every rank writes its slice of num_splits.
 //  * "smem" kernel (mla_smem_kernel): a rank's tape lives in dynamic shared memory (smem_bytes(B, P, K)
 //    in schedule_core.h: ~4.25 bytes per row of its slice + 36 per part); the walker reads any row's prefix
@@ -462,7 +462,7 @@ __device__ __forceinline__ void store_final(PartRecord* rec, int q, int64_t pos,
 
 // Dense mode: the records hold each part's band (the row holding lo_q and S around it).
 template <typename Tape>
-__device__ void walk_registers(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t F, const Tape& T,
+__device__ void walk_windows(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t F, const Tape& T,
                                Shared* sh) {
   const int lane = threadIdx.x & 31;
   const int nw = (P + 31) >> 5;
@@ -516,7 +516,7 @@ __device__ void walk_registers(PartRecord* rec, int P, int64_t n, int64_t Q, int
 
 // Sparse mode (see walk_sparse): every part's end in closed form, so the windows are independent: every
 // warp takes its own (warp w: windows w, w + nwarps, ...).
-__device__ void walk_sparse_registers(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t F, int64_t c,
+__device__ void walk_sparse_windows(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t F, int64_t c,
                                       Shared* sh) {
   const int lane = threadIdx.x & 31;
   const int nw = (P + 31) >> 5;
@@ -893,7 +893,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     Q = div64(total + P - 1, P);
     MLA_STAMP(2);
     finish(SparseTape{last_block(a.c.topk, a.c.block_size_n)},
-           [&] { walk_sparse_registers(rec, P, n, Q, F, c, sh); },
+           [&] { walk_sparse_windows(rec, P, n, Q, F, c, sh); },
            [&] { return walk_sparse(rec, P, n, Q, F, c, cuts, rank == 0); });
     write_splits(splits, k_lo, k_hi, static_cast<int>(B), static_cast<int>(n), cuts, sh->C);
     MLA_STAMP(4);
@@ -1104,12 +1104,12 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   MLA_STAMP(2);
 
   if constexpr (kSmem) {
-    finish(ctape, [&] { if (warp == 0) walk_registers(rec, P, n, Q, F, ctape, sh); },
+    finish(ctape, [&] { if (warp == 0) walk_windows(rec, P, n, Q, F, ctape, sh); },
            [&] { return walk_parts(rec, false, P, n, Q, F, ctape, cuts, rank == 0); });
     if (K > 1) cluster_arrive();   // this rank reads no other rank's shared memory any more
   } else {
     const LensTape T{lens, &a, n};
-    finish(T, [&] { if (warp == 0) walk_registers(rec, P, n, Q, F, T, sh); },
+    finish(T, [&] { if (warp == 0) walk_windows(rec, P, n, Q, F, T, sh); },
            [&] { return walk_parts(rec, global_parts, P, n, Q, F, T, cuts, rank == 0); });
   }
   write_splits(splits, k_lo, k_hi, static_cast<int>(B), static_cast<int>(n), cuts, sh->C);

@@ -69,7 +69,7 @@ def main() -> int:
                 return
 
     for B in Bs:
-        for P in (1, 66, 132, 160, 161, 1500):   # 160 / 161: either side of the register walker's limit
+        for P in (1, 66, 132, 160, 161, 1500):   # up to 161: the window walker (5 and 6 windows); 1500: the other
             if P in (160, 161, 1500) and B > 70000 and not (P == 160 and B == Bs[-1]):
                 continue
             for mode in ("dense", "sparse"):
