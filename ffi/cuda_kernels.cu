@@ -6,8 +6,11 @@
 //   (its "window"): the next part then restarts at that row, D += S_j + F - E_q (at most F).
 // Every output follows from the part ends E_q, the row r_q holding each end, and S.
 //
-// One launch per call. Each batch is one thread-block cluster of K CTAs of 256-1024 threads (K = 1 for
-// small batches, up to 16); rank k owns a contiguous slice of the rows and a slice of num_splits:
+// One launch per call. Small dense batches (up to 1,792 rows, P <= 256) take the "row path" below on one CTA of
+// 256 threads: each row derives from S_j mod Q whether a part restarts on it and how many parts cut it, so
+// only the short chain of restarts is sequential. Otherwise each batch is one thread-block cluster of K CTAs
+// of 256-1024 threads (K = 1 for small batches, up to 16); rank k owns a contiguous slice of the rows and a
+// slice of num_splits:
 //   1. (dense mode) each rank scans its rows' costs and publishes its sum to every rank (distributed shared
 //      memory); a cluster barrier; every rank then knows the total, Q and where its slice starts (with one
 //      CTA, every thread knows them from its own scan);
@@ -779,6 +782,336 @@ __device__ __forceinline__ LowStatic* low_static() {
   }
 }
 
+// =============================== small dense batches: the row path ===============================
+// Both kernels, dense mode, one CTA of 256 threads, B <= kRowPathRows (1,792), P <= kRowParts (256), tape total
+// < 2^30 (else the general path below runs). No part records and no row search: everything follows from
+// per-row arithmetic on the tape positions S_j and t_j = S_j mod Q, in 32-bit integers.
+//  * A part q ends at E_q = F + (q + 1) Q + D, where D is fixed between restarts. Row j is "hit" (some part
+//    ends inside its first F units, so the next part restarts at S_j) iff (S_j - D) mod Q <= F. After a hit at
+//    row h, D = S_h - m Q (m = ceil((S_h - F - D_old) / Q): the hit part is m - 1), so D mod Q = t_h. The
+//    chain of hits is therefore: h_0 = 0, h_{k+1} = first j > h_k with (t_j - t_{h_k}) mod Q <= F.
+//  * D grows by at most F per hit and stays small next to Q on real batches (at most 30 against Q = 19 to
+//    17,000 on the SPEC workloads), so while d + F <= L only rows with t_j <= L can be hit: each warp lists
+//    those candidates (no barrier) and warp 0 walks them, 32 per ballot; past that bound it walks every row.
+//  * Row j (D of the last hit at or before it) is cut by the parts m - 1 with S_j - D < m Q < S_{j+1} - F - D:
+//    floor((S_{j+1} - F - D - 1) / Q) - floor((S_j - D) / Q) of them, the first being q = floor((S_j - D) / Q).
+//    The quotients do not depend on the hits (S = g Q + t, D = e Q + d: floor((S - D) / Q) = g - e - [t < d]),
+//    so warps 1-7, which own the rows, divide while warp 0 walks. A block scan of the cut counts gives
+//    num_splits.
+//  * Each part finds its row from the marks "row j's first cut part is q" (a max-scan over parts).
+// Shared memory (a region of rowpath_bytes, schedule_core.h): S_j with bit 31 set for zero lengths, t_j, the
+// candidates, the hits (row, m, D, D / Q, D mod Q) and the marks (row, S).
+// The low_smem kernel lends it its part records, cut rows and thread prefixes (the smem kernel sizes its
+// dynamic shared memory for it: smem_bytes in schedule_core.h).
+static_assert(rowpath_bytes(kRowPathRows, kRowParts) <=
+                  kPartRecordBytes * kStageParts + 4 * kStageParts + 8 * kThreads,
+              "the row path must fit the low_smem kernel's static shared memory");
+static_assert(kRowPathRows <= kV * (256 - 32), "the row path's threads past warp 0 own at most kV rows each");
+
+// x / d for x < 2^31 (d >= 1) by a multiply-high with r = floor((2^32 - 1) / d): the estimate is at most one
+// short there, so one correction makes it exact.
+struct FastDiv {
+  uint32_t d, r;
+  __device__ __forceinline__ explicit FastDiv(uint32_t dv) : d(dv), r(0xffffffffu / dv) {}
+  __device__ __forceinline__ uint32_t div(uint32_t x, uint32_t& rem) const {
+    uint32_t q = __umulhi(x, r), t = x - q * d;
+    if (t >= d) { ++q; t -= d; }
+    rem = t;
+    return q;
+  }
+  __device__ __forceinline__ uint32_t div(uint32_t x) const {
+    uint32_t t;
+    return div(x, t);
+  }
+};
+
+// Returns false (having written nothing but scan buffers) when the tape is too long for 32-bit arithmetic;
+// the caller then runs the general path.
+template <int kNT>
+__device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV], int n, int B, int32_t* meta,
+                                         int32_t* splits, Shared* sh, uint8_t* region, int& scan_parity) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int P = a.c.num_parts;
+  const uint32_t F = static_cast<uint32_t>(a.c.overhead);
+  const int i0 = tid * kV;
+  uint32_t cost[kV], zero = 0;
+  int64_t tsum = 0;
+#pragma unroll
+  for (int j = 0; j < kV; ++j) {
+    const bool in = i0 + j < n;
+    cost[j] = in ? nblk32(nl[j], a) + F : 0u;
+    tsum += cost[j];
+    if (in && nl[j] == 0) zero |= 1u << j;
+  }
+  int64_t total64;
+  const int64_t excl64 = block_exclusive_sum(tsum, sh->scan[(scan_parity++) & 1], &total64);
+  if (total64 >= (int64_t(1) << 30)) return false;   // uniform: every value below stays under 2^31
+  MLA_STAMP(1);
+  const uint32_t total = static_cast<uint32_t>(total64), excl = static_cast<uint32_t>(excl64);
+  const uint32_t Q = (total + static_cast<uint32_t>(P) - 1) / static_cast<uint32_t>(P);   // >= 1: total >= 1
+  const FastDiv fq(Q);
+  // Candidates: only rows with t <= L can be hit while d + F <= L (see the walker).
+  const uint32_t L = min(Q - 1, min(48u + 2u * F, 0xffffu));
+  const int Bc = (B + 7) & ~7;
+  uint32_t* Sarr = reinterpret_cast<uint32_t*>(region);
+  uint32_t* tarr = Sarr + Bc;
+  uint32_t* cand = tarr + Bc;      // per warp of rows (256 rows), its candidates: row << 16 | t, in row order
+  uint32_t* ccount = cand + Bc;    // [8]: candidates per warp of rows
+  uint32_t* hrow = ccount + 8;
+  uint32_t* hm = hrow + P + 1;
+  uint32_t* hD = hm + P + 1;
+  uint32_t* he = hD + P + 1;       // D / Q and D mod Q of every hit
+  uint32_t* hd = he + P + 1;
+  int32_t* mark = reinterpret_cast<int32_t*>(hd + P + 1);
+  uint32_t* markS = reinterpret_cast<uint32_t*>(mark + P);
+  if (i0 < B) {   // the tape (zero-length flags in bit 31), S mod Q and this warp's candidates
+    uint32_t s = excl, v[kV], t[kV], cm = 0;
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      v[j] = s | (((zero >> j) & 1u) << 31);
+      fq.div(s, t[j]);
+      if (i0 + j < n && t[j] <= L) cm |= 1u << j;
+      s += cost[j];
+    }
+    uint4* d = reinterpret_cast<uint4*>(Sarr + i0);
+    d[0] = make_uint4(v[0], v[1], v[2], v[3]);
+    d[1] = make_uint4(v[4], v[5], v[6], v[7]);
+    d = reinterpret_cast<uint4*>(tarr + i0);
+    d[0] = make_uint4(t[0], t[1], t[2], t[3]);
+    d[1] = make_uint4(t[4], t[5], t[6], t[7]);
+    const unsigned act = __activemask();   // the warp's lanes with rows (a prefix of the warp)
+    const int c = __popc(cm);
+    int pos = c;   // inclusive prefix over the active lanes
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(act, pos, o);
+      if (lane >= o) pos += y;
+    }
+    uint32_t* dst = cand + warp * 32 * kV + (pos - c);
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      if ((cm >> j) & 1u) *dst++ = (static_cast<uint32_t>(i0 + j) << 16) | t[j];
+    }
+    if (lane == 31 - __clz(act)) ccount[warp] = static_cast<uint32_t>(pos);
+  }
+  for (int q = tid; q < P; q += kNT) mark[q] = -1;
+  MLA_STAMP(12);
+  MLA_STAMP(13);
+  __syncthreads();
+  MLA_STAMP(2);
+
+  // The chain of hits (warp 0). Row j is hit iff (t_j - d) mod Q <= F, i.e. umin(t_j - d, t_j + Q - d) <= F in
+  // 32-bit unsigned arithmetic (t, d < Q < 2^30). While d + F <= L, a row with t > L cannot be hit, so the
+  // walk visits the candidates only, 32 per ballot; should d + F pass L it goes on over every row.
+  // Then m and D of every hit, 32 at a time: m_k = m_{k-1} + ceil((S(h_k) - S(h_{k-1}) - F) / Q),
+  // D_k = S(h_k) - m_k Q.
+  // Cut counts per row need the hits only through D = e Q + d (d = D mod Q): with S = g Q + t,
+  // floor((S - D) / Q) = g - e - [t < d]. Warps 1.. own kr consecutive rows per thread and divide while warp 0
+  // walks.
+  constexpr int kRT = kNT - 32;              // threads that own rows
+  const int kr = (n + kRT - 1) / kRT;       // <= kV: n <= kRowPathRows = kV kRT
+  const int r0 = (tid - 32) * kr;           // warp 0: none
+  uint32_t ga[kV], ta[kV], gb[kV], tb[kV];
+  if (warp > 0) {
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      const int row = r0 + j;
+      if (j < kr && row < n) {
+        const uint32_t S = Sarr[row] & 0x7fffffffu;
+        const uint32_t Sn = row + 1 < n ? (Sarr[row + 1] & 0x7fffffffu) : total;
+        ga[j] = fq.div(S, ta[j]);
+        gb[j] = fq.div(Sn - F - 1, tb[j]);   // a row costs >= F + 1
+      }
+    }
+  }
+
+  if (warp == 0) {
+    uint32_t d = 0;
+    int Hn = 1, h = 0;
+    bool all_rows = L < Q - 1 && F > L;   // the filter holds from the start only if F <= L
+    const int nw = (n + 32 * kV - 1) / (32 * kV);
+    const uint32_t cnts = lane < nw ? ccount[lane] : 0u;
+#pragma unroll 1
+    for (int w = 0; w < nw && !all_rows; ++w) {   // warp-uniform
+      const int cnt = static_cast<int>(__shfl_sync(kFull, cnts, w));
+#pragma unroll 1
+      for (int c0 = 0; c0 < cnt && !all_rows; c0 += 32) {
+        const bool ok = c0 + lane < cnt;
+        const uint32_t ce = ok ? cand[w * 32 * kV + c0 + lane] : 0u;
+        const int row = static_cast<int>(ce >> 16);
+        const uint32_t t = ce & 0xffffu, tq = t + Q;
+#pragma unroll 1
+        while (true) {
+          const unsigned bal = __ballot_sync(kFull, ok && row > h && min(t - d, tq - d) <= F);
+          if (bal == 0) break;
+          const int l = __ffs(bal) - 1;
+          h = __shfl_sync(kFull, row, l);
+          d = __shfl_sync(kFull, t, l);
+          if (lane == 0 && Hn <= P) hrow[Hn] = static_cast<uint32_t>(h);
+          ++Hn;
+          if (L < Q - 1 && d + F > L) {   // (L = Q - 1: every row is a candidate)
+            all_rows = true;
+            break;
+          }
+        }
+      }
+    }
+    if (all_rows) {   // rare: every row after the last hit, 32 per ballot
+#pragma unroll 1
+      for (int w0 = h + 1; w0 < n; w0 += 32) {
+        const int row = w0 + lane;
+        const bool ok = row < n;
+        const uint32_t t = ok ? tarr[row] : 0u, tq = t + Q;
+#pragma unroll 1
+        while (true) {
+          const unsigned bal = __ballot_sync(kFull, ok && row > h && min(t - d, tq - d) <= F);
+          if (bal == 0) break;
+          const int l = __ffs(bal) - 1;
+          h = w0 + l;
+          d = __shfl_sync(kFull, t, l);
+          if (lane == 0 && Hn <= P) hrow[Hn] = static_cast<uint32_t>(h);
+          ++Hn;
+        }
+      }
+    }
+    __syncwarp();   // lane 0's hit rows, read by every lane below
+    if (Hn > P + 1) Hn = P + 1;   // not reached: every hit ends a distinct part
+    uint32_t mc = 0, Sp = 0;
+#pragma unroll 1
+    for (int b = 1; b < Hn; b += 32) {   // warp-uniform
+      const int k = b + lane;
+      uint32_t Sh = 0, inc = 0;
+      if (k < Hn) {
+        Sh = Sarr[hrow[k]] & 0x7fffffffu;
+        const uint32_t Sq = k > b ? (Sarr[hrow[k - 1]] & 0x7fffffffu) : Sp;   // lane 0: the last of the step before
+        inc = fq.div(Sh - Sq - F + Q - 1);   // S(h_k) - S(h_{k-1}) >= F + 1
+      }
+      const uint32_t m = mc + warp_inclusive_sum(inc);
+      if (k < Hn) {
+        const uint32_t D = Sh - m * Q;
+        uint32_t dm;
+        hm[k] = m;
+        hD[k] = D;
+        he[k] = fq.div(D, dm);
+        hd[k] = dm;
+      }
+      mc = __shfl_sync(kFull, m, 31);
+      Sp = __shfl_sync(kFull, Sh, 31);
+    }
+    if (lane == 0) {
+      hrow[0] = hm[0] = hD[0] = he[0] = hd[0] = 0u;
+      sh->u[0] = Hn;
+    }
+    MLA_STAMP(9);
+  }
+  __syncthreads();
+  MLA_STAMP(3);
+  const int Hn = static_cast<int>(sh->u[0]);
+
+  // Cut counts and marks.
+  int tc = 0, lc[kV];
+  if (warp > 0 && r0 < n) {
+    int k = 0, hi = Hn;   // the last hit at or before row r0, then row by row
+    while (hi - k > 1) {
+      const int mid = (k + hi) >> 1;
+      if (static_cast<int>(hrow[mid]) <= r0) k = mid; else hi = mid;
+    }
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      lc[j] = tc;
+      const int row = r0 + j;
+      if (j < kr && row < n) {
+        if (j > 0 && k + 1 < Hn && static_cast<int>(hrow[k + 1]) == row) ++k;   // at most one hit per row
+        const uint32_t e = he[k], dd = hd[k];
+        const uint32_t qa = ga[j] - e - (ta[j] < dd ? 1u : 0u), qb = gb[j] - e - (tb[j] < dd ? 1u : 0u);
+        const int c = static_cast<int>(qb - qa);
+        if (c > 0 && qa < static_cast<uint32_t>(P)) {
+          mark[qa] = row;
+          markS[qa] = ga[j] * Q + ta[j];
+        }
+        tc += c;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kV; ++j) lc[j] = 0;
+  }
+  MLA_STAMP(10);
+  int64_t C64;
+  const int cex = static_cast<int>(block_exclusive_sum(tc, sh->scan[(scan_parity++) & 1], &C64));
+  MLA_STAMP(11);
+  const int C = static_cast<int>(C64);
+
+  // num_splits: position p holds min(p, n) + (cuts of rows < p), which is n + C from n on.
+  if (warp > 0) {
+#pragma unroll
+    for (int j = 0; j < kV; ++j) {
+      const int p = r0 + j;
+      if (j < kr && p <= B) splits[p] = min(p, n) + cex + lc[j];
+    }
+  }
+  for (int p = kRT * kr + tid; p <= B; p += kNT) splits[p] = n + C;
+
+  // tile_scheduler_metadata: part q (one per thread) writes its end into row q and its successor's begin into
+  // row q + 1.
+  // pstar: the last marked part at or before q, without a barrier (the marks are visible since the cut
+  // scan): a warp scans its own 32 parts and reduces the marks of the warps before it.
+  const int q = tid;
+  int pstar = q < P && mark[q] >= 0 ? q : -1;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) pstar = max(pstar, __shfl_up_sync(kFull, pstar, o) | (lane >= o ? 0 : -1));
+  {
+    int prev = -1;
+#pragma unroll
+    for (int b = 0; b < kNT / 32; ++b) {
+      const int i = 32 * b + lane;
+      if (b < warp && i < P && mark[i] >= 0) prev = i;
+    }
+    pstar = max(pstar, __reduce_max_sync(kFull, prev));
+  }
+  if (q < P) {
+    auto last_blk = [&](int j) {   // end_block of a part that ends on the boundary after row j
+      const uint32_t v = Sarr[j];
+      const uint32_t nxt = j + 1 < n ? (Sarr[j + 1] & 0x7fffffffu) : total;
+      return (v >> 31) ? 0 : static_cast<int>(nxt - (v & 0x7fffffffu) - F);
+    };
+    int lo = 0, hi = Hn;   // last hit whose D applies to part q: hm[lo] <= q
+    while (hi - lo > 1) {
+      const int mid = (lo + hi) >> 1;
+      if (static_cast<int>(hm[mid]) <= q) lo = mid; else hi = mid;
+    }
+    int er, eb, nr = -1, nb = 0, ns = 0;
+    if (lo + 1 < Hn && static_cast<int>(hm[lo + 1]) == q + 1) {   // part q ends in the first F units of a row
+      const int h = static_cast<int>(hrow[lo + 1]);
+      er = h - 1;
+      eb = last_blk(h - 1);
+      nr = h;
+    } else {
+      const int64_t E = static_cast<int64_t>(F) + static_cast<int64_t>(q + 1) * Q + hD[lo];
+      if (E >= static_cast<int64_t>(total) || pstar < 0) {   // the tape ends inside part q
+        er = n - 1;
+        eb = last_blk(n - 1);
+      } else {   // part q cuts row j
+        const int j = mark[pstar];
+        er = nr = j;
+        eb = nb = static_cast<int>(E - markS[pstar] - F);
+        ns = q - pstar + 1;
+      }
+    }
+    *reinterpret_cast<int2*>(meta + 8 * q + 2) = make_int2(er, eb);
+    if (q + 1 < P) {
+      *reinterpret_cast<int2*>(meta + 8 * (q + 1)) = make_int2(nr, nb);
+      *reinterpret_cast<int4*>(meta + 8 * (q + 1) + 4) = make_int4(ns, 0, 0, 0);
+    }
+    if (q == 0) {
+      *reinterpret_cast<int2*>(meta) = make_int2(0, 0);
+      *reinterpret_cast<int4*>(meta + 4) = make_int4(0, 0, 0, 0);
+    }
+  }
+  MLA_STAMP(4);
+  return true;
+}
+
 // =============================== the kernel (both variants) ===============================
 template <bool kSmem, int kNT>
 __device__ __forceinline__ void sched_body(const Args& a) {
@@ -852,6 +1185,11 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   }
   int scan_parity = 0;
   auto scan_buf = [&]() { return sh->scan[(scan_parity++) & 1]; };
+  if (kNT == 256 && !sparse && rowpath_fits(B, P, K)) {   // small dense batches (256 threads hold them)
+    uint8_t* region;
+    if constexpr (kSmem) region = reinterpret_cast<uint8_t*>(rel); else region = reinterpret_cast<uint8_t*>(ls->rec);
+    if (row_path<256>(a, nl, static_cast<int>(n), static_cast<int>(B), meta, splits, sh, region, scan_parity)) return;
+  }
 
   int64_t total = 0, Q = 0;
   int64_t* scal = reinterpret_cast<int64_t*>(ws + a.lay.scalars);

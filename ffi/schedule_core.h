@@ -128,12 +128,27 @@ MLA_HD int64_t rows_per_rank(int64_t B, int64_t K) {
   return (r + kGroup - 1) / kGroup * kGroup;
 }
 
+// Both kernels schedule small dense batches on one CTA by per-row arithmetic (the "row path" in
+// cuda_kernels.cu) when B <= kRowPathRows and P <= kRowParts. Its shared memory: per row S, S mod Q and a
+// candidate slot (B rounded up to 8), 8 candidate counts, the hits (row, m, D, D / Q, D mod Q) [P + 1] and the
+// marks (row, S) [P].
+constexpr int64_t kRowPathRows = 1792;   // 8 rows for each of the 224 threads that own rows
+constexpr int64_t kRowParts = 256;
+MLA_HD constexpr int64_t rowpath_bytes(int64_t B, int64_t P) {
+  return 12 * ((B + 7) / 8 * 8) + 32 + 4 * (5 * (P + 1) + 2 * P);
+}
+MLA_HD constexpr bool rowpath_fits(int64_t B, int64_t P, int64_t K) {
+  return K == 1 && B <= kRowPathRows && P <= kRowParts;
+}
+
 // Dynamic shared memory per CTA of the smem kernel for B rows and P parts on a K-CTA cluster.
 inline int64_t smem_bytes(int64_t B, int64_t P, int64_t K = 1) {
   auto align16 = [](int64_t x) { return (x + 15) / 16 * 16; };
   const int64_t R = rows_per_rank(B, K);
-  return kSmemFixedBytes + align16(4 * R) + align16(8 * (R / kGroup + 1)) + align16(kPartRecordBytes * P) +
-         align16(4 * P);
+  const int64_t tape = align16(4 * R) + align16(8 * (R / kGroup + 1)) + align16(kPartRecordBytes * P) +
+                       align16(4 * P);
+  const int64_t rows = rowpath_fits(B, P, K) ? align16(rowpath_bytes(B, P)) : 0;
+  return kSmemFixedBytes + (tape > rows ? tape : rows);
 }
 
 // The cluster size the smem kernel uses (the one for B, doubled until a CTA's slice fits `optin` bytes),

@@ -71,6 +71,9 @@ EDGE_CASES = {
     "P > B": (np.array([5, 50000, 12]), 500),
     "single row": (np.array([4096]), 132),
     "block-size boundaries": (np.array([0, 1, 2, 63, 64, 65, 127, 128, 129] * 37), 33),
+    # short rows, so many restarts that the dense row path's candidate filter gives way to its walk over every row
+    "many restarts": (np.random.default_rng(0).integers(0, 500, 1500), 132),
+    "many restarts, P = 256": (np.random.default_rng(1).integers(0, 2000, 1700), 256),
 }
 
 
