@@ -6,7 +6,11 @@ Thread 0 of rank 0 stamps clock64() into the workspace; phases (see cuda_kernels
   start: reading num_valid, scan: costs and prefix sums of the rank's rows (dense only; sparse mode has a closed form),
   rows: rank sums exchanged, each lo_q's row found and broadcast, cluster barrier,
   walk: the walker (window walker, P <= 512: the chain of restarts and the per-window masks), out: metadata
-  and num_splits (window walker: per-window cut rows and metadata, a barrier, then num_splits)."""
+  and num_splits (window walker: per-window cut rows and metadata, a barrier, then num_splits).
+On the dense row path (one CTA, B <= 1,792, P <= 256) the same stamps mean: rows = the tape, S mod Q and the
+candidate lists, then a barrier; walk.chain = warp 0's walk and the m/D pass; out.windows = nothing (thread 0
+owns no rows there); out.barrier = the cut counts of warps 1-7 and their block scan; out.splits = num_splits
+and the metadata."""
 
 import sys
 
