@@ -864,6 +864,7 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   uint32_t* hd = he + P + 1;
   int32_t* mark = reinterpret_cast<int32_t*>(hd + P + 1);
   uint32_t* markS = reinterpret_cast<uint32_t*>(mark + P);
+  const unsigned act = __ballot_sync(kFull, i0 < B);   // the warp's lanes with rows (a prefix of the warp)
   if (i0 < B) {   // the tape (zero-length flags in bit 31), S mod Q and this warp's candidates
     uint32_t s = excl, v[kV], t[kV], cm = 0;
 #pragma unroll
@@ -879,7 +880,6 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     d = reinterpret_cast<uint4*>(tarr + i0);
     d[0] = make_uint4(t[0], t[1], t[2], t[3]);
     d[1] = make_uint4(t[4], t[5], t[6], t[7]);
-    const unsigned act = __activemask();   // the warp's lanes with rows (a prefix of the warp)
     const int c = __popc(cm);
     int pos = c;   // inclusive prefix over the active lanes
 #pragma unroll
