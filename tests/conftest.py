@@ -15,6 +15,7 @@ import jax_mla_meta as mm
 from jax_mla_meta import reference
 
 REQUIRE_GPU = int(os.environ.get("JAX_MLA_META_REQUIRE_GPU", "0") or 0)
+INT32_MAX = 2**31 - 1
 
 
 def gpu_devices() -> list:
@@ -81,3 +82,21 @@ def assert_same(got, want, what=""):
 
 def ref(seqlens, P, topk=None, num_valid=None, bs=64, F=5):
     return reference.schedule(seqlens, P, bs, F, topk=topk, num_valid=num_valid)
+
+
+def random_lengths(rng, B):
+    """B lengths of one of six kinds: long, short or negative, lognormal, with zeros, block boundaries, near INT32_MAX."""
+    kind = rng.integers(0, 6)
+    if kind == 0:
+        return rng.integers(0, 200_000, B)
+    if kind == 1:
+        return rng.integers(-3, 300, B)
+    if kind == 2:
+        return np.minimum(rng.lognormal(8.3, 1.2, B), 131072).astype(np.int64)
+    if kind == 3:
+        x = rng.integers(1, 9000, B)
+        x[rng.random(B) < 0.3] = 0
+        return x
+    if kind == 4:
+        return rng.choice([0, 1, 63, 64, 65, 128, 129], B)
+    return rng.integers(INT32_MAX - 1000, INT32_MAX, B, endpoint=True)

@@ -8,27 +8,8 @@ import numpy as np
 import pytest
 
 import jax_mla_meta as mm
-from conftest import assert_same, ref
+from conftest import INT32_MAX, assert_same, random_lengths, ref
 from jax_mla_meta.api import _schedule_into
-
-INT32_MAX = 2**31 - 1
-
-
-def random_lengths(rng, B):
-    kind = rng.integers(0, 6)
-    if kind == 0:
-        return rng.integers(0, 200_000, B)
-    if kind == 1:
-        return rng.integers(-3, 300, B)
-    if kind == 2:
-        return np.minimum(rng.lognormal(8.3, 1.2, B), 131072).astype(np.int64)
-    if kind == 3:
-        x = rng.integers(1, 9000, B)
-        x[rng.random(B) < 0.3] = 0
-        return x
-    if kind == 4:
-        return rng.choice([0, 1, 63, 64, 65, 128, 129], B)
-    return rng.integers(INT32_MAX - 1000, INT32_MAX, B, endpoint=True)
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse"])

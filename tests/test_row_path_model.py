@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import random_lengths
 from jax_mla_meta import reference
 
 
@@ -95,21 +96,6 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
-def _lengths(rng, B):
-    kind = int(rng.integers(0, 6))
-    if kind == 0:
-        return rng.integers(0, 8192, B)
-    if kind == 1:
-        return rng.integers(-3, 4, B)
-    if kind == 2:
-        return np.where(rng.random(B) < 0.3, 0, rng.integers(1, 200_000, B))
-    if kind == 3:
-        return np.full(B, int(rng.choice([0, 1, 63, 64, 65, 4096])))
-    if kind == 4:
-        return np.exp(rng.normal(np.log(4096), 1.2, B)).astype(np.int64).clip(0, 131072)
-    return rng.integers(0, 500, B)   # short rows: many restarts
-
-
 def test_row_path_arithmetic_matches_reference():
     rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
     tried = fallback = 0
@@ -118,7 +104,7 @@ def test_row_path_arithmetic_matches_reference():
         P = int(rng.choice([1, 2, 7, 66, 132, 200, 256]))
         F = int(rng.choice([0, 1, 5, 5, 5, 64, 1000, 70_000, 2**20]))
         bs = int(rng.choice([64, 64, 1, 3, 128]))
-        lens = _lengths(rng, B).astype(np.int32)
+        lens = random_lengths(rng, B).astype(np.int32)
         n = B if rng.random() < 0.7 else int(rng.integers(1, B + 1))
         nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
         if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
