@@ -97,6 +97,8 @@ struct Args {
   Config c;
   int32_t bs_shift;   // log2(block_size_n) when it is a power of two, else -1
   int32_t batch0;     // first batch of this launch (grid.y is capped at 65535)
+  int32_t wide;       // low_smem with several chunks per rank: the chunk sums come from mla_chunk_sums_kernel
+                      // and num_splits is left to mla_splits_kernel (see "wide batches" below)
 };
 
 // Optional phase timestamps (build with -DMLA_PHASE_TIMING): thread 0 of rank 0 stores clock64() at phase
@@ -120,6 +122,12 @@ __device__ __forceinline__ void cluster_arrive_relaxed() {
 }
 __device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
+// Programmatic dependent launch (the wide batches' three launches): `pdl_trigger` lets the next kernel of the
+// stream start launching; `pdl_wait` returns once the kernel before this one has completed and its memory
+// is visible. Both do nothing in a kernel launched without the attribute.
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 
 // The same shared-memory object in another CTA of the cluster.
 template <typename T>
@@ -218,6 +226,21 @@ __device__ __forceinline__ void scan_chunk(const Args& a, const int32_t (&len)[k
   cs.zero = zero;
   if (first) MLA_STAMP(6);
   cs.excl = block_exclusive_sum(tsum, buf, &cs.sum);
+}
+
+// The costs of one thread's 8 rows [i0, i0 + 8) that lie below r1 (< 2^35), and a warp's sum of such sums
+// by two 32-bit reductions (every lane gets it).
+__device__ __forceinline__ int64_t thread_cost_sum(const Args& a, const int32_t (&len)[kV], int64_t i0, int64_t r1) {
+  const uint32_t F32 = static_cast<uint32_t>(a.c.overhead);
+  int64_t tsum = 0;
+#pragma unroll
+  for (int j = 0; j < kV; ++j) tsum += i0 + j < r1 ? nblk32(len[j], a) + F32 : 0u;
+  return tsum;
+}
+__device__ __forceinline__ int64_t warp_cost_sum(int64_t tsum) {
+  const uint32_t lo = __reduce_add_sync(kFull, static_cast<uint32_t>(tsum) & 0xffffffu);   // < 2^29
+  const uint32_t hi = __reduce_add_sync(kFull, static_cast<uint32_t>(tsum >> 24));         // < 2^16
+  return (static_cast<int64_t>(hi) << 24) + lo;
 }
 
 // ---- the three ways to know the tape ----
@@ -561,6 +584,38 @@ __device__ void walk_sparse_windows(PartRecord* rec, int P, int64_t n, int64_t Q
   }
 }
 
+// Row q of tile_scheduler_metadata from the final end of part q (row r, a cut inside it ending at block blk)
+// and of part q - 1 (pr, pcut, pblk, prun: the pieces of row pr ended so far; unused for q = 0).
+template <typename Tape>
+__device__ __forceinline__ void store_meta_row(int32_t* meta, int q, int32_t pr, bool pcut, int32_t pblk, int32_t prun,
+                                               int32_t r, bool cut, int32_t blk, int64_t n, const Tape& T) {
+  int32_t row[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  if (q > 0) {
+    if (pr >= n) {
+      row[0] = -1;
+    } else {
+      row[0] = pr;
+      if (pcut) {
+        row[1] = pblk;
+        row[4] = prun;
+      }
+    }
+  }
+  if (r >= n) {
+    row[2] = static_cast<int32_t>(n - 1);
+    row[3] = T.last_blk(n - 1);
+  } else if (cut) {
+    row[2] = r;
+    row[3] = blk;
+  } else {   // r >= 1 here: E >= F + Q > F, so row 0 cannot end a part on its window
+    row[2] = r - 1;
+    row[3] = T.last_blk(r - 1);
+  }
+  int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(q));
+  dst[0] = make_int4(row[0], row[1], row[2], row[3]);
+  dst[1] = make_int4(row[4], row[5], row[6], row[7]);
+}
+
 // After the window walker and a barrier, one warp per window: the window's cut rows (their places follow
 // from the masks of the windows before it), each part's run of pieces and, when `meta` is set, its row of
 // tile_scheduler_metadata.
@@ -599,32 +654,7 @@ __device__ void finish_windows(const PartRecord* rec, Shared* sh, int P, int64_t
       pcut = (sh->cut_mask[w - 1] >> 31) != 0;
       prun = q - start_before;
     }
-    if (!act) continue;
-    int32_t row[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (q > 0) {
-      if (pr >= n) {
-        row[0] = -1;
-      } else {
-        row[0] = pr;
-        if (pcut) {
-          row[1] = pblk;
-          row[4] = prun;
-        }
-      }
-    }
-    if (me.r >= n) {
-      row[2] = static_cast<int32_t>(n - 1);
-      row[3] = T.last_blk(n - 1);
-    } else if (cut) {
-      row[2] = me.r;
-      row[3] = blk;
-    } else {   // me.r >= 1 here: E >= F + Q > F, so row 0 cannot end a part on its window
-      row[2] = me.r - 1;
-      row[3] = T.last_blk(me.r - 1);
-    }
-    int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(q));
-    dst[0] = make_int4(row[0], row[1], row[2], row[3]);
-    dst[1] = make_int4(row[4], row[5], row[6], row[7]);
+    if (act) store_meta_row(meta, q, pr, pcut, pblk, prun, me.r, cut, blk, n, T);
   }
 }
 
@@ -633,33 +663,11 @@ template <typename Tape>
 __device__ void write_meta(const PartRecord* rec, bool rec_global, int32_t* meta, int P, int64_t n, int64_t F,
                            const Tape& T) {
   for (int p = threadIdx.x; p < P; p += blockDim.x) {
-    int32_t row[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const PartRecord me = load_record(rec + p, rec_global);
-    if (p > 0) {
-      const PartRecord pr = load_record(rec + p - 1, rec_global);
-      if (pr.r >= n) {
-        row[0] = -1;
-      } else {
-        row[0] = pr.r;
-        if (pr.cut) {
-          row[1] = static_cast<int32_t>(pr.E - pr.Sr - F);
-          row[4] = pr.run;
-        }
-      }
-    }
-    if (me.r >= n) {
-      row[2] = static_cast<int32_t>(n - 1);
-      row[3] = T.last_blk(n - 1);
-    } else if (me.cut) {
-      row[2] = me.r;
-      row[3] = static_cast<int32_t>(me.E - me.Sr - F);
-    } else {   // me.r >= 1 here: E >= F + Q > F, so row 0 cannot end a part on its window
-      row[2] = me.r - 1;
-      row[3] = T.last_blk(me.r - 1);
-    }
-    int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
-    dst[0] = make_int4(row[0], row[1], row[2], row[3]);
-    dst[1] = make_int4(row[4], row[5], row[6], row[7]);
+    PartRecord pr{};
+    if (p > 0) pr = load_record(rec + p - 1, rec_global);
+    store_meta_row(meta, p, pr.r, pr.cut != 0, static_cast<int32_t>(pr.E - pr.Sr - F), pr.run, me.r, me.cut != 0,
+                   static_cast<int32_t>(me.E - me.Sr - F), n, T);
   }
 }
 
@@ -834,20 +842,11 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   const int P = a.c.num_parts;
   const uint32_t F = static_cast<uint32_t>(a.c.overhead);
   const int i0 = tid * kV;
-  uint32_t cost[kV], zero = 0;
-  int64_t tsum = 0;
-#pragma unroll
-  for (int j = 0; j < kV; ++j) {
-    const bool in = i0 + j < n;
-    cost[j] = in ? nblk32(nl[j], a) + F : 0u;
-    tsum += cost[j];
-    if (in && nl[j] == 0) zero |= 1u << j;
-  }
-  int64_t total64;
-  const int64_t excl64 = block_exclusive_sum(tsum, sh->scan[(scan_parity++) & 1], &total64);
-  if (total64 >= (int64_t(1) << 30)) return false;   // uniform: every value below stays under 2^31
+  ChunkScan cs;   // the costs of this thread's rows, their zero-length flags and prefix
+  scan_chunk(a, nl, 0, n, sh->scan[(scan_parity++) & 1], cs);
+  if (cs.sum >= (int64_t(1) << 30)) return false;   // uniform: every value below stays under 2^31
   MLA_STAMP(1);
-  const uint32_t total = static_cast<uint32_t>(total64), excl = static_cast<uint32_t>(excl64);
+  const uint32_t total = static_cast<uint32_t>(cs.sum), excl = static_cast<uint32_t>(cs.excl);
   const uint32_t Q = (total + static_cast<uint32_t>(P) - 1) / static_cast<uint32_t>(P);   // >= 1: total >= 1
   const FastDiv fq(Q);
   // Candidates: only rows with t <= L can be hit while d + F <= L (see the walker).
@@ -864,35 +863,31 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   uint32_t* hd = he + P + 1;
   int32_t* mark = reinterpret_cast<int32_t*>(hd + P + 1);
   uint32_t* markS = reinterpret_cast<uint32_t*>(mark + P);
-  const unsigned act = __ballot_sync(kFull, i0 < B);   // the warp's lanes with rows (a prefix of the warp)
-  if (i0 < B) {   // the tape (zero-length flags in bit 31), S mod Q and this warp's candidates
+  {   // the tape (zero-length flags in bit 31), S mod Q and this warp's candidates
     uint32_t s = excl, v[kV], t[kV], cm = 0;
 #pragma unroll
     for (int j = 0; j < kV; ++j) {
-      v[j] = s | (((zero >> j) & 1u) << 31);
+      v[j] = s | (((cs.zero >> j) & 1u) << 31);
       fq.div(s, t[j]);
       if (i0 + j < n && t[j] <= L) cm |= 1u << j;
-      s += cost[j];
+      s += cs.cost[j];
     }
-    uint4* d = reinterpret_cast<uint4*>(Sarr + i0);
-    d[0] = make_uint4(v[0], v[1], v[2], v[3]);
-    d[1] = make_uint4(v[4], v[5], v[6], v[7]);
-    d = reinterpret_cast<uint4*>(tarr + i0);
-    d[0] = make_uint4(t[0], t[1], t[2], t[3]);
-    d[1] = make_uint4(t[4], t[5], t[6], t[7]);
     const int c = __popc(cm);
-    int pos = c;   // inclusive prefix over the active lanes
+    const int pos = warp_inclusive_sum(c);   // lanes without rows count 0
+    if (i0 < B) {
+      uint4* d = reinterpret_cast<uint4*>(Sarr + i0);
+      d[0] = make_uint4(v[0], v[1], v[2], v[3]);
+      d[1] = make_uint4(v[4], v[5], v[6], v[7]);
+      d = reinterpret_cast<uint4*>(tarr + i0);
+      d[0] = make_uint4(t[0], t[1], t[2], t[3]);
+      d[1] = make_uint4(t[4], t[5], t[6], t[7]);
+      uint32_t* dst = cand + warp * 32 * kV + (pos - c);
 #pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int y = __shfl_up_sync(act, pos, o);
-      if (lane >= o) pos += y;
+      for (int j = 0; j < kV; ++j) {
+        if ((cm >> j) & 1u) *dst++ = (static_cast<uint32_t>(i0 + j) << 16) | t[j];
+      }
     }
-    uint32_t* dst = cand + warp * 32 * kV + (pos - c);
-#pragma unroll
-    for (int j = 0; j < kV; ++j) {
-      if ((cm >> j) & 1u) *dst++ = (static_cast<uint32_t>(i0 + j) << 16) | t[j];
-    }
-    if (lane == 31 - __clz(act)) ccount[warp] = static_cast<uint32_t>(pos);
+    if (lane == 31 && warp * 32 * kV < B) ccount[warp] = static_cast<uint32_t>(pos);   // warps that hold rows
   }
   for (int q = tid; q < P; q += kNT) mark[q] = -1;
   MLA_STAMP(12);
@@ -929,6 +924,22 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     uint32_t d = 0;
     int Hn = 1, h = 0;
     bool all_rows = L < Q - 1 && F > L;   // the filter holds from the start only if F <= L
+    // The hits among 32 rows (one per lane, `ok` where the lane has one), one ballot each; with `bounded`,
+    // returns true as soon as d + F passes L (L = Q - 1: every row is a candidate, so never).
+    auto hits32 = [&](int row, uint32_t t, bool ok, bool bounded) {
+      const uint32_t tq = t + Q;
+#pragma unroll 1
+      while (true) {
+        const unsigned bal = __ballot_sync(kFull, ok && row > h && min(t - d, tq - d) <= F);
+        if (bal == 0) return false;
+        const int l = __ffs(bal) - 1;
+        h = __shfl_sync(kFull, row, l);
+        d = __shfl_sync(kFull, t, l);
+        if (lane == 0 && Hn <= P) hrow[Hn] = static_cast<uint32_t>(h);
+        ++Hn;
+        if (bounded && L < Q - 1 && d + F > L) return true;
+      }
+    };
     const int nw = (n + 32 * kV - 1) / (32 * kV);
     const uint32_t cnts = lane < nw ? ccount[lane] : 0u;
 #pragma unroll 1
@@ -938,40 +949,14 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
       for (int c0 = 0; c0 < cnt && !all_rows; c0 += 32) {
         const bool ok = c0 + lane < cnt;
         const uint32_t ce = ok ? cand[w * 32 * kV + c0 + lane] : 0u;
-        const int row = static_cast<int>(ce >> 16);
-        const uint32_t t = ce & 0xffffu, tq = t + Q;
-#pragma unroll 1
-        while (true) {
-          const unsigned bal = __ballot_sync(kFull, ok && row > h && min(t - d, tq - d) <= F);
-          if (bal == 0) break;
-          const int l = __ffs(bal) - 1;
-          h = __shfl_sync(kFull, row, l);
-          d = __shfl_sync(kFull, t, l);
-          if (lane == 0 && Hn <= P) hrow[Hn] = static_cast<uint32_t>(h);
-          ++Hn;
-          if (L < Q - 1 && d + F > L) {   // (L = Q - 1: every row is a candidate)
-            all_rows = true;
-            break;
-          }
-        }
+        all_rows = hits32(static_cast<int>(ce >> 16), ce & 0xffffu, ok, true);
       }
     }
     if (all_rows) {   // rare: every row after the last hit, 32 per ballot
 #pragma unroll 1
       for (int w0 = h + 1; w0 < n; w0 += 32) {
         const int row = w0 + lane;
-        const bool ok = row < n;
-        const uint32_t t = ok ? tarr[row] : 0u, tq = t + Q;
-#pragma unroll 1
-        while (true) {
-          const unsigned bal = __ballot_sync(kFull, ok && row > h && min(t - d, tq - d) <= F);
-          if (bal == 0) break;
-          const int l = __ffs(bal) - 1;
-          h = w0 + l;
-          d = __shfl_sync(kFull, t, l);
-          if (lane == 0 && Hn <= P) hrow[Hn] = static_cast<uint32_t>(h);
-          ++Hn;
-        }
+        hits32(row, row < n ? tarr[row] : 0u, row < n, false);
       }
     }
     __syncwarp();   // lane 0's hit rows, read by every lane below
@@ -1134,8 +1119,12 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   if (!kSmem && R > kCh) R = (R + kCh - 1) / kCh * kCh;   // whole chunks when a rank has several
   const int64_t r0 = static_cast<int64_t>(rank) * R, rB = imin64(r0 + R, B);
   int32_t nl[kV];
-  if (!sparse) load_lens(lens, r0, imin64(r0 + kCh, rB), nl);
+  if (!sparse && !a.wide) load_lens(lens, r0, imin64(r0 + kCh, rB), nl);
   const int64_t nv = a.num_valid[g];
+  if (a.wide) {   // mla_splits_kernel may start launching; the chunk sums (dense) are complete after the wait
+    pdl_trigger();
+    pdl_wait();
+  }
   const int64_t n = nv < 0 ? 0 : (nv > B ? B : nv);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // num_splits positions [k_lo, k_hi) belong to this rank.
@@ -1151,7 +1140,8 @@ __device__ __forceinline__ void sched_body(const Args& a) {
         dst[1] = make_int4(0, 0, 0, 0);
       }
     }
-    for (int k = k_lo + threadIdx.x; k < k_hi; k += blockDim.x) splits[k] = 0;
+    if (!a.wide)
+      for (int k = k_lo + threadIdx.x; k < k_hi; k += blockDim.x) splits[k] = 0;
     return;
   }
   MLA_STAMP(0);
@@ -1193,6 +1183,18 @@ __device__ __forceinline__ void sched_body(const Args& a) {
 
   int64_t total = 0, Q = 0;
   int64_t* scal = reinterpret_cast<int64_t*>(ws + a.lay.scalars);
+  // num_splits of this rank's positions; in a wide launch, rank 0 hands the cut rows and their count to
+  // mla_splits_kernel through the workspace instead.
+  auto out_splits = [&](const int32_t* cut_rows, bool cuts_global) {
+    if (!a.wide) {
+      write_splits(splits, k_lo, k_hi, static_cast<int>(B), static_cast<int>(n), cut_rows, sh->C);
+    } else if (rank == 0) {
+      int32_t* gc = reinterpret_cast<int32_t*>(ws + a.lay.cut_rows);
+      if (!cuts_global)
+        for (int i = threadIdx.x; i < sh->C; i += blockDim.x) gc[i] = cut_rows[i];
+      if (threadIdx.x == 0) scal[8] = sh->C;
+    }
+  };
   // Phase 3: the walker (warp 0 of every rank, or of rank 0 alone when the records are in global memory,
   // which rank 0 overwrites with final ones), then metadata (rank 0). The caller writes num_splits.
   auto finish = [&](const auto& T, const auto& walk_regs, const auto& walk) {
@@ -1233,7 +1235,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     finish(SparseTape{last_block(a.c.topk, a.c.block_size_n)},
            [&] { walk_sparse_windows(rec, P, n, Q, F, c, sh); },
            [&] { return walk_sparse(rec, P, n, Q, F, c, cuts, rank == 0); });
-    write_splits(splits, k_lo, k_hi, static_cast<int>(B), static_cast<int>(n), cuts, sh->C);
+    out_splits(cuts, global_parts);
     MLA_STAMP(4);
     return;
   }
@@ -1252,7 +1254,8 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   // Where a low_smem rank has several chunks: the tape positions where each (chunk, warp) of rows begins
   // (rank-local; shared memory when there are at most 1024, else the workspace).
   int64_t* wpos = nch <= kThreads / 32 ? ls_tpre<kSmem>(ls) : wpre + wbase * 32;
-  if (!kSmem && nch > 1) {
+  const bool multi = !kSmem && (nch > 1 || a.wide);   // per-warp sums and positions, not one chunk scan
+  if (multi) {
     // Only sums are needed here (the row search rescans one warp's rows): per chunk each warp adds its 256
     // costs with two 32-bit warp reductions and stores the sum; one block scan at the end makes them
     // positions. No barrier per chunk.
@@ -1266,27 +1269,25 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     auto sum_chunk = [&](int ch, int32_t (&l)[kV]) {
       if (ch >= nch) return;   // uniform
       const int64_t i0 = r0 + static_cast<int64_t>(ch) * kCh + static_cast<int64_t>(threadIdx.x) * kV;
-      const uint32_t F32 = static_cast<uint32_t>(F);
-      int64_t tsum = 0;   // < 2^35
-#pragma unroll
-      for (int j = 0; j < kV; ++j) tsum += i0 + j < r1 ? nblk32(l[j], a) + F32 : 0u;
+      const int64_t tsum = thread_cost_sum(a, l, i0, r1);
       fetch(ch + 3, l);
       if (ch == 0) MLA_STAMP(6);
-      const uint32_t lo = __reduce_add_sync(kFull, static_cast<uint32_t>(tsum) & 0xffffffu);   // < 2^29
-      const uint32_t hi = __reduce_add_sync(kFull, static_cast<uint32_t>(tsum >> 24));         // < 2^16
-      if (lane == 0) wpre[(wbase + ch) * 32 + warp] = (static_cast<int64_t>(hi) << 24) + lo;
+      const int64_t wsum = warp_cost_sum(tsum);
+      if (lane == 0) wpre[(wbase + ch) * 32 + warp] = wsum;
       if (ch == 0) MLA_STAMP(5);
     };
-    int32_t l1[kV], l2[kV];
-    fetch(1, l1);
-    fetch(2, l2);
+    if (!a.wide) {   // else mla_chunk_sums_kernel has stored them
+      int32_t l1[kV], l2[kV];
+      fetch(1, l1);
+      fetch(2, l2);
 #pragma unroll 1
-    for (int ch = 0; ch < nch; ch += 3) {
-      sum_chunk(ch, nl);
-      sum_chunk(ch + 1, l1);
-      sum_chunk(ch + 2, l2);
+      for (int ch = 0; ch < nch; ch += 3) {
+        sum_chunk(ch, nl);
+        sum_chunk(ch + 1, l1);
+        sum_chunk(ch + 2, l2);
+      }
+      __syncthreads();   // the sums (global) are visible to the whole CTA
     }
-    __syncthreads();   // the sums (global) are visible to the whole CTA
     for (int b = 0; b < nch * 32; b += kNT) {   // exclusive scan, in place or into shared memory
       const int t = b + static_cast<int>(threadIdx.x);
       const int64_t v = t < nch * 32 ? wpre[wbase * 32 + t] : 0;
@@ -1297,7 +1298,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
       carry += bsum;
     }
   }
-  for (int ch = 0; ch < ((kSmem || nch == 1) ? nch : 0); ++ch) {
+  for (int ch = 0; ch < (multi ? 0 : nch); ++ch) {
     const int64_t c0 = r0 + static_cast<int64_t>(ch) * kCh;
     int32_t l[kV];
 #pragma unroll
@@ -1390,7 +1391,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
       put(q, band_record(r, s0, s1, r + 1 < n ? ctape.S(r + 2) : kInf));
     }
   } else {
-    if (nch == 1) {
+    if (!multi) {
       // One chunk (still in registers): each thread's first tape position to shared memory; a part finds
       // its thread by binary search, then its row among that thread's 8 rows.
       const int64_t c0 = r0;
@@ -1408,16 +1409,25 @@ __device__ __forceinline__ void sched_body(const Args& a) {
         }
       }
     } else {
-      // Several chunks: one warp per part finds the (chunk, warp) of rows holding lo_q (binary search of
-      // their first positions: the last one at or below it that is not empty), then the thread (rescan of
-      // that warp's 256 rows), then the row.
+      // Several chunks: one warp per part finds the (chunk, warp) of rows holding lo_q (the last one whose
+      // first position is at or below it: counted by every lane at once when the positions are in shared
+      // memory, else a binary search), then the thread (rescan of that warp's 256 rows), then the row. Every
+      // lane derives the same band, and lane o stores it in rank o (the part's chain of dependent steps is
+      // what costs here: a lone warp pays ~20 cycles per instruction).
       const int nwp = nch * 32;
       for (int64_t q = qa + warp; q < qb; q += blockDim.x >> 5) {
         const int64_t x = F + (q + 1) * Q - A0;   // rank-local, inside the slice
-        int lo = 0, hi = nwp;   // first entry past x (the rank's sum is past x)
-        while (lo < hi) {
-          const int mid = (lo + hi) >> 1;
-          if (wpos[mid] <= x) lo = mid + 1; else hi = mid;
+        int lo = 0;   // the number of entries at or below x (positions only grow; the rank's sum is past x)
+        if (nwp <= kThreads) {
+          int cnt = 0;
+          for (int e = lane; e < nwp; e += 32) cnt += wpos[e] <= x ? 1 : 0;
+          lo = static_cast<int>(__reduce_add_sync(kFull, static_cast<unsigned>(cnt)));
+        } else {
+          int hi = nwp;
+          while (lo < hi) {
+            const int mid = (lo + hi) >> 1;
+            if (wpos[mid] <= x) lo = mid + 1; else hi = mid;
+          }
         }
         const int cw = lo - 1;   // wpos[cw] <= x < wpos[cw + 1] (or the rank's end): rows of cw hold x
         const int64_t i0 = r0 + static_cast<int64_t>(cw >> 5) * kCh + (cw & 31) * 32 * kV + lane * kV;
@@ -1426,7 +1436,13 @@ __device__ __forceinline__ void sched_body(const Args& a) {
         for (int j = 0; j < kV; ++j) ts += i0 + j < r1 ? cost_of(__ldg(lens + i0 + j), a) : 0;
         const int64_t lp = wpos[cw] + warp_inclusive_sum(ts) - ts;
         const int l = 31 - __clz(__ballot_sync(kFull, ts > 0 && lp <= x));
-        if (lane == l) put(q, band_in_thread(a, lens, i0, n, A0 + lp, A0 + x));
+        const PartRecord rc = band_in_thread(a, lens, __shfl_sync(kFull, i0, l), n,
+                                             A0 + __shfl_sync(kFull, lp, l), A0 + x);
+        if (global_parts) {
+          if (lane == 0) store_record(rec + q, rc);
+        } else if (lane < static_cast<int>(K)) {
+          store_record((lane == static_cast<int>(rank) ? rec : remote(rec, lane)) + q, rc);
+        }
       }
     }
   }
@@ -1450,7 +1466,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     finish(T, [&] { if (warp == 0) walk_windows(rec, P, n, Q, F, T, sh); },
            [&] { return walk_parts(rec, global_parts, P, n, Q, F, T, cuts, rank == 0); });
   }
-  write_splits(splits, k_lo, k_hi, static_cast<int>(B), static_cast<int>(n), cuts, sh->C);
+  out_splits(cuts, global_parts);
   MLA_STAMP(4);
   if constexpr (kSmem) {
     if (K > 1) cluster_wait();   // no rank leaves while another may still read its shared memory
@@ -1463,6 +1479,54 @@ template <int kNT>
 __global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT>(a); }
 template <int kNT>
 __global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sched_body<false, kNT>(a); }
+
+// ---- wide batches (low_smem, more than one chunk of 8,192 rows per rank: B > 131,072 on 16 CTAs) ----
+// One cluster streams every length twice per call otherwise (its sums, then num_splits), on at most 16 SMs.
+// Three launches instead, the first and last spread over one CTA per chunk:
+//   1. mla_chunk_sums_kernel (dense only): each warp's sum of its 256 rows' costs into the workspace, the
+//      numbers the cluster would otherwise compute itself (WorkspaceLayout::chunks, indexed by chunk);
+//   2. mla_low_smem_kernel with Args::wide: scans those sums, finds and walks the parts, writes the metadata,
+//      and (rank 0) stores the cut rows and their count in the workspace;
+//   3. mla_splits_kernel: num_splits from the cut rows, 8,192 positions per CTA.
+// The launches are ordered by the stream; each reads only what the one before it wrote.
+constexpr int kSplitSpan = kThreads * kV;   // num_splits positions per CTA of mla_splits_kernel
+constexpr int kStageCuts = 2048;            // cut rows staged in its shared memory (else read from global)
+
+__device__ __forceinline__ int64_t valid_rows(const Args& a, int64_t g) {
+  const int64_t nv = a.num_valid[g];
+  return nv < 0 ? 0 : (nv > a.B ? a.B : nv);
+}
+
+__global__ void __launch_bounds__(kThreads, 1) mla_chunk_sums_kernel(const Args a) {
+  pdl_trigger();   // the cluster kernel may start launching (it waits for these sums before reading them)
+  const int64_t g = a.batch0 + blockIdx.y;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kChunk;
+  int32_t len[kV];
+  load_lens(a.seqlens + g * a.B, c0, imin64(c0 + kChunk, a.B), len);
+  const int64_t n = valid_rows(a, g);
+  if (c0 >= n) return;   // uniform: the cluster reads no sums of chunks past the valid rows
+  const int64_t wsum = warp_cost_sum(thread_cost_sum(a, len, c0 + static_cast<int64_t>(threadIdx.x) * kV, n));
+  if ((threadIdx.x & 31) == 0)
+    reinterpret_cast<int64_t*>(a.ws + g * a.ws_stride + a.lay.chunks)[blockIdx.x * 32 + (threadIdx.x >> 5)] = wsum;
+}
+
+__global__ void __launch_bounds__(kThreads, 1) mla_splits_kernel(const Args a) {
+  __shared__ int32_t staged[kStageCuts];
+  const int64_t g = a.batch0 + blockIdx.y;
+  const uint8_t* ws = a.ws + g * a.ws_stride;
+  const int64_t n = valid_rows(a, g);
+  pdl_wait();   // the cluster kernel has stored the cut rows
+  const int32_t* cuts = reinterpret_cast<const int32_t*>(ws + a.lay.cut_rows);
+  // The count and the first cut slots (there are P) are read at once: one memory round trip, not two.
+  const int nst = a.c.num_parts < kStageCuts ? a.c.num_parts : kStageCuts;
+  for (int i = threadIdx.x; i < nst; i += blockDim.x) staged[i] = __ldcg(cuts + i);
+  const int C = n > 0 ? static_cast<int>(__ldcg(reinterpret_cast<const int64_t*>(ws + a.lay.scalars) + 8)) : 0;
+  __syncthreads();
+  if (C <= nst) cuts = staged;   // uniform (C <= P)
+  const int64_t k_lo = static_cast<int64_t>(blockIdx.x) * kSplitSpan;
+  write_splits(a.splits + g * (a.B + 1), static_cast<int>(k_lo), static_cast<int>(imin64(k_lo + kSplitSpan, a.B + 1)),
+               static_cast<int>(a.B), static_cast<int>(n), cuts, C);
+}
 
 // =============================== host side ===============================
 // Per device ordinal, read once: the opt-in shared-memory limit and the largest cluster both kernels can
@@ -1555,15 +1619,37 @@ ffi::Error cuda_error(const char* what, cudaError_t e) {
 // Threads per CTA for a rank of `rows` rows: the fewest that hold them in one chunk (8 rows per thread).
 int threads_for(int64_t rows) { return rows <= 256 * kV ? 256 : (rows <= 512 * kV ? 512 : 1024); }
 
+// `pdl`: the kernel may start while the one before it runs (a wide dense batch, after its chunk sums).
 template <bool kSmem>
-cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, cudaStream_t stream) {
+cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl, cudaStream_t stream) {
   const int nt = threads_for(rows_per_rank(a.B, K));
-  cudaLaunchAttribute at;
-  cudaLaunchConfig_t cfg = cluster_config(&at, K, batches, nt, dyn, stream);
+  cudaLaunchAttribute at[2];
+  cudaLaunchConfig_t cfg = cluster_config(at, K, batches, nt, dyn, stream);
   cfg.numAttrs = K > 1 ? 1 : 0;   // a single CTA needs no cluster
+  if (pdl) {
+    at[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+    ++cfg.numAttrs;
+  }
   if (nt == 256) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256> : mla_low_smem_kernel<256>, a);
   if (nt == 512) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<512> : mla_low_smem_kernel<512>, a);
   return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<1024> : mla_low_smem_kernel<1024>, a);
+}
+
+// A plain grid of `blocks` x `batches` CTAs of kThreads threads (the wide batches' first and last launches);
+// `pdl`: it may start while the kernel before it runs (it waits for that kernel itself).
+cudaError_t launch_grid(void (*fn)(Args), int64_t blocks, const Args& a, unsigned batches, bool pdl,
+                        cudaStream_t stream) {
+  cudaLaunchAttribute at;
+  at.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(blocks), batches, 1);
+  cfg.blockDim = dim3(kThreads, 1, 1);
+  cfg.stream = stream;
+  cfg.attrs = &at;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, fn, a);
 }
 
 ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S32> seqlens,
@@ -1603,11 +1689,23 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
   a.c = c;
   a.bs_shift = (c.block_size_n & (c.block_size_n - 1)) == 0 ? __builtin_ctz(static_cast<unsigned>(c.block_size_n)) : -1;
   const size_t dyn = use_smem ? static_cast<size_t>(smem_bytes(sh.B, sh.P, K)) : 0;
+  a.wide = !use_smem && rows_per_rank(sh.B, K) > kChunk ? 1 : 0;
   for (int64_t g0 = 0; g0 < sh.G; g0 += 65535) {
     const unsigned gn = static_cast<unsigned>(std::min<int64_t>(65535, sh.G - g0));
     a.batch0 = static_cast<int32_t>(g0);
-    const cudaError_t err = use_smem ? launch<true>(a, K, gn, dyn, stream) : launch<false>(a, K, gn, 0, stream);
+    const bool sums = a.wide && c.topk < 0;   // dense: the chunk sums come first
+    if (sums) {
+      if (cudaError_t err = launch_grid(mla_chunk_sums_kernel, ceil_div(sh.B, kChunk), a, gn, false, stream);
+          err != cudaSuccess)
+        return cuda_error("kernel launch (chunk sums)", err);
+    }
+    const cudaError_t err = use_smem ? launch<true>(a, K, gn, dyn, false, stream) : launch<false>(a, K, gn, 0, sums, stream);
     if (err != cudaSuccess) return cuda_error("kernel launch", err);
+    if (a.wide) {
+      if (cudaError_t e2 = launch_grid(mla_splits_kernel, ceil_div(sh.B + 1, kSplitSpan), a, gn, true, stream);
+          e2 != cudaSuccess)
+        return cuda_error("kernel launch (num_splits)", e2);
+    }
   }
   return ffi::Error::Success();
 }

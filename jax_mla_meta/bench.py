@@ -1,7 +1,7 @@
 """The benchmark (run by `python benchmarks/bench.py` and `jax-mla-meta bench`).
 
 Three figures per case, in microseconds:
-- device: the GPU time of one call (one kernel launch), read from a JAX profiler trace (CUPTI) of one executable that makes K independent
+- device: the GPU time of one call (first kernel start to last kernel end), read from a JAX profiler trace (CUPTI) of one executable that makes K independent
   calls; median and p10-p90 over the K calls. This is the figure to compare with SPEC.md section 7.
 - program: that executable's wall time over K, median of repeats: what a call costs inside a jitted program
   when XLA launches it from the host (XLA's per-op host overhead included; graph capture may hide it).
@@ -49,11 +49,13 @@ def quantiles(xs):
 
 
 KERNEL_NAMES = {"smem": ("mla_smem_kernel",), "low_smem": ("mla_low_smem_kernel",)}
+# Wide low_smem calls (more than 8,192 rows per CTA) add a kernel before (dense) and one after the main one.
+PRE_KERNEL, POST_KERNEL = "mla_chunk_sums_kernel", "mla_splits_kernel"
 
 
 def kernel_events(fn, *args) -> list[dict]:
     """Our kernels' events ({name, ts, dur} in µs, sorted by start) from a profiler trace of fn(*args)."""
-    names = sum(KERNEL_NAMES.values(), ())
+    names = sum(KERNEL_NAMES.values(), ()) + (PRE_KERNEL, POST_KERNEL)
     d = tempfile.mkdtemp(prefix="jax_mla_meta_trace_")
     with jax.profiler.trace(d, create_perfetto_trace=True):
         jax.block_until_ready(fn(*args))
@@ -68,12 +70,26 @@ def kernel_events(fn, *args) -> list[dict]:
     return sorted(out, key=lambda e: e["ts"])
 
 
+def call_groups(events: list[dict], ran: str) -> list[list[dict]]:
+    """The kernels of each call (the calls' launches do not interleave): an optional chunk-sums kernel,
+    the main kernel of ``ran``, an optional num_splits kernel."""
+    main = KERNEL_NAMES[ran][0]
+    groups, cur = [], []
+    for e in events:
+        if e["name"] == PRE_KERNEL or (e["name"] == main and [x["name"] for x in cur] != [PRE_KERNEL]):
+            if cur:
+                groups.append(cur)
+            cur = [e]
+        else:
+            cur.append(e)
+    if cur:
+        groups.append(cur)
+    return [g for g in groups if any(e["name"] == main for e in g)]
+
+
 def call_spans_us(events: list[dict], ran: str) -> list[float]:
-    """Device span of each call: first kernel start to last kernel end (kernels of one call are consecutive)."""
-    nk = len(KERNEL_NAMES[ran])
-    return [events[i + nk - 1]["ts"] + events[i + nk - 1]["dur"] - events[i]["ts"]
-            for i in range(0, len(events) - nk + 1, nk)
-            if [e["name"] for e in events[i:i + nk]] == list(KERNEL_NAMES[ran])]
+    """Device span of each call: its first kernel's start to its last kernel's end."""
+    return [g[-1]["ts"] + g[-1]["dur"] - g[0]["ts"] for g in call_groups(events, ran)]
 
 
 def device_time_us(lens: np.ndarray, P: int, topk, kernel: str, device, ran: str,
@@ -130,9 +146,10 @@ def _cases(max_B: int | None):
     return out
 
 
-def run_gpu(device, max_B: int | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
+def run_gpu(device, max_B: int | None = None, progress: Callable[[str], None] | None = None,
+            only: list[str] | None = None) -> list[dict]:
     rows = []
-    cases = _cases(max_B)
+    cases = [c for c in _cases(max_B) if not only or any(o in c[1] for o in only)]
     for kind, label, B, lens, P, topk in cases:
         for kernel in ("auto", "smem", "low_smem"):
             plan = api.plan(B, P, kernel=kernel, device=device)
@@ -231,6 +248,8 @@ def main(argv=None, progress=None) -> int:
     ap.add_argument("--max-b", type=int, default=None, help="skip workloads with more rows")
     ap.add_argument("--out", default="benchmarks/results", help="folder for results.json and time_vs_B.png")
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU-handler table")
+    ap.add_argument("--only", default="", help="comma-separated label fragments: run only the GPU cases whose "
+                    "label contains one (e.g. 'B=1048576,threshold')")
     ap.add_argument("--no-graphs", action="store_true",
                     help="do not turn on XLA command buffers (CUDA graphs) for the timed executables")
     args = ap.parse_args(argv)
@@ -245,7 +264,7 @@ def main(argv=None, progress=None) -> int:
                   date=time.strftime("%Y-%m-%d"), python=sys.version.split()[0],
                   xla_flags=os.environ.get("XLA_FLAGS", ""))
     if dev.platform == "gpu":
-        result["gpu"] = run_gpu(dev, args.max_b, progress)
+        result["gpu"] = run_gpu(dev, args.max_b, progress, [o for o in args.only.split(",") if o])
         if plot(result["gpu"], os.path.join(args.out, "time_vs_B.png"), card):
             result["plot"] = os.path.join(args.out, "time_vs_B.png")
     if not args.no_cpu:

@@ -86,7 +86,7 @@ def main() -> int:
                         check(lens, P, topk, nv, kernel, f"B={B} P={P} {mode}/{kind} nv={nv}")
         print(f"B={B} done, {runs} runs, {fails} failures, {time.time() - t0:.0f} s", flush=True)
     # batched (vmap-like leading dims), misaligned rows per batch, and huge lengths
-    for B, G in ((5, 3), (4097, 2), (20001, 3)):
+    for B, G in ((5, 3), (4097, 2), (20001, 3), (150001, 2)):
         lens = lengths(rng, G * B, "mixed").reshape(G, B)
         for kernel in ("smem", "low_smem"):
             check(lens, 132, None, B - 1, kernel, f"batched G={G} B={B}")

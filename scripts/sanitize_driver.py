@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-extras", action="store_true", help="skip the edge cases (B=0, zeros, negatives, ...)")
     ap.add_argument("--repeat", type=int, default=1, help="calls per workload and kernel (default 1)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the workload lengths")
+    ap.add_argument("--only", default="", help="run only the cases whose label contains this text")
     ap.add_argument("--tag", default="", help="label printed with every line (e.g. the sanitizer tool)")
     args = ap.parse_args(argv)
     kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
@@ -55,6 +56,10 @@ def extra_cases(np):
         ("sparse topk 0", np.zeros(777, np.int32), 66, 0, None),
         ("num_valid padding", np.full(4096, 3000, np.int32), 132, None, 1234),
         ("num_valid 0", np.full(4096, 3000, np.int32), 132, None, 0),
+        # low_smem runs batches of more than 8,192 rows per CTA as three launches ("wide" in cuda_kernels.cu)
+        ("wide batch, dense", np.random.default_rng(5).integers(0, 20000, 140_001).astype(np.int32), 132, None,
+         100_000),
+        ("wide batch, sparse", np.zeros(140_001, np.int32), 66, 2048, None),
     ]
 
 
@@ -86,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         cases.append((w.label, w.seqlens(seed=args.seed), w.num_sm_parts, w.topk, None))
     if not args.no_extras:
         cases += [c for c in extra_cases(np) if args.max_b is None or len(c[1]) <= args.max_b]
+    cases = [c for c in cases if args.only in c[0]]
 
     runs = ok = mismatches = skipped = 0
     fns: dict = {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jax_mla_meta as mm
-from conftest import assert_same, need_gpus, ref
+from conftest import assert_same, need_gpus, random_lengths, ref
 from jax_mla_meta import workloads
 
 
@@ -86,3 +86,30 @@ def test_small_block_size_goes_to_low_smem():
     assert_same(tuple(np.asarray(v) for v in got), ref(lens, 8, bs=16))
     with pytest.raises(ValueError, match="block_size_n=16"):
         mm.schedule(x, num_sm_parts=8, block_size_n=16, kernel="smem")
+
+
+def test_wide_batches_vmapped():
+    """low_smem batches of more than 8,192 rows per CTA run as three launches (chunk sums, the cluster,
+    num_splits): vmapped batches with num_valid from 0 to B, dense (P = 132 and 3,000) and sparse."""
+    dev = need_gpus(1)[0]
+    rng = np.random.default_rng()
+    B, G = 140_001, 4
+    assert mm.plan(B, 132, kernel="low_smem", device=dev).cluster_size * 8192 < B   # several chunks per CTA
+    lens = np.stack([random_lengths(rng, B) for _ in range(G)]).astype(np.int32)
+    nv = np.array([B, 0, int(rng.integers(1, 9000)), int(rng.integers(0, B + 1))], np.int32)
+    x, n = jax.device_put(lens, dev), jax.device_put(nv, dev)
+    for P, topk in ((132, None), (3000, None), (66, 2048)):
+        f = jax.jit(jax.vmap(lambda s, v: mm.schedule(s, num_sm_parts=P, topk=topk, kernel="low_smem", num_valid=v)))
+        meta, splits = (np.asarray(a) for a in f(x, n))
+        for g in range(G):
+            assert_same((meta[g], splits[g]), ref(lens[g], P, topk, nv[g]), f"wide P={P} topk={topk} num_valid={nv[g]}")
+
+
+def test_wide_batch_of_more_than_32_chunks_per_cta():
+    """Over 4M dense rows on 16 CTAs: a CTA's chunk positions no longer fit its shared memory (workspace)."""
+    dev = need_gpus(1)[0]
+    B = 4_300_000
+    if mm.plan(B, 132, kernel="low_smem", device=dev).cluster_size * 32 * 8192 >= B:
+        pytest.skip("this device's clusters give every CTA at most 32 chunks")
+    lens = workloads.lengths("stress", B, seed=7)
+    assert_same(run(dev, lens, 132, None, "low_smem"), ref(lens, 132), "wide B=4.3M")
