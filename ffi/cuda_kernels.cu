@@ -49,6 +49,7 @@ constexpr int64_t kInf = INT64_MAX / 4;
 constexpr unsigned kFull = 0xffffffffu;
 constexpr int kV = kRowsPerThread;
 constexpr int kGroupThreads = kGroup / kV;   // threads whose rows form one 32-row group (4)
+constexpr int kStageCuts = 2048;             // wide batches: cut rows staged in mla_splits_kernel's shared memory
 constexpr int kMaskWindows = 16;             // the window walker's masks: up to 16 windows of 32 parts (P <= 512)
 
 __host__ __device__ __forceinline__ int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -1189,10 +1190,12 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     if (!a.wide) {
       write_splits(splits, k_lo, k_hi, static_cast<int>(B), static_cast<int>(n), cut_rows, sh->C);
     } else if (rank == 0) {
+      // mla_splits_kernel reads the first min(P, kStageCuts) slots before it knows C: past C they hold 0
       int32_t* gc = reinterpret_cast<int32_t*>(ws + a.lay.cut_rows);
-      if (!cuts_global)
-        for (int i = threadIdx.x; i < sh->C; i += blockDim.x) gc[i] = cut_rows[i];
-      if (threadIdx.x == 0) scal[8] = sh->C;
+      const int C = sh->C, end = max(C, min(P, kStageCuts));
+      for (int i = threadIdx.x; i < end; i += blockDim.x)
+        if (i >= C || !cuts_global) gc[i] = i < C ? cut_rows[i] : 0;
+      if (threadIdx.x == 0) scal[8] = C;
     }
   };
   // Phase 3: the walker (warp 0 of every rank, or of rank 0 alone when the records are in global memory,
@@ -1482,43 +1485,51 @@ __global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sc
 
 // ---- wide batches (low_smem, more than one chunk of 8,192 rows per rank: B > 131,072 on 16 CTAs) ----
 // One cluster streams every length twice per call otherwise (its sums, then num_splits), on at most 16 SMs.
-// Three launches instead, the first and last spread over one CTA per chunk:
+// Three launches instead, the first and last spread over many small CTAs:
 //   1. mla_chunk_sums_kernel (dense only): each warp's sum of its 256 rows' costs into the workspace, the
 //      numbers the cluster would otherwise compute itself (WorkspaceLayout::chunks, indexed by chunk);
 //   2. mla_low_smem_kernel with Args::wide: scans those sums, finds and walks the parts, writes the metadata,
 //      and (rank 0) stores the cut rows and their count in the workspace;
-//   3. mla_splits_kernel: num_splits from the cut rows, 8,192 positions per CTA.
-// The launches are ordered by the stream; each reads only what the one before it wrote.
-constexpr int kSplitSpan = kThreads * kV;   // num_splits positions per CTA of mla_splits_kernel
-constexpr int kStageCuts = 2048;            // cut rows staged in its shared memory (else read from global)
+//   3. mla_splits_kernel: num_splits from the cut rows, 2,048 positions per CTA.
+// The second and third are launched as programmatic dependents: each may start while the one before it runs,
+// and waits for it (pdl_wait) before it reads what that one wrote or writes any output.
+// Threads per CTA of the first and last launch. Measured on an H100 at 1M dense rows (span of the three):
+// 256 threads 18.8-19.0 us, 512 19.4, 1,024 20.1-20.2 (and fewer, larger CTAs were slower still).
+constexpr int kWideThreads = 256;
+constexpr int kSplitSpan = kWideThreads * kV;     // num_splits positions per CTA of mla_splits_kernel
 
 __device__ __forceinline__ int64_t valid_rows(const Args& a, int64_t g) {
   const int64_t nv = a.num_valid[g];
   return nv < 0 ? 0 : (nv > a.B ? a.B : nv);
 }
 
-__global__ void __launch_bounds__(kThreads, 1) mla_chunk_sums_kernel(const Args a) {
+// One warp per 256 rows, over whole chunks: the grid is ceil(B / kChunk) * kChunk / (kWideThreads * kV) CTAs.
+__global__ void __launch_bounds__(kWideThreads) mla_chunk_sums_kernel(const Args a) {
   pdl_trigger();   // the cluster kernel may start launching (it waits for these sums before reading them)
   const int64_t g = a.batch0 + blockIdx.y;
-  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kChunk;
+  // warp gw sums rows [256 gw, 256 gw + 256): entry gw of the workspace's (chunk, warp) sums
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * (kWideThreads / 32) + (threadIdx.x >> 5);
+  const int64_t i0 = gw * (32 * kV) + (threadIdx.x & 31) * kV;
   int32_t len[kV];
-  load_lens(a.seqlens + g * a.B, c0, imin64(c0 + kChunk, a.B), len);
+  load_lens(a.seqlens + g * a.B, i0 - static_cast<int64_t>(threadIdx.x) * kV, a.B, len);
   const int64_t n = valid_rows(a, g);
-  if (c0 >= n) return;   // uniform: the cluster reads no sums of chunks past the valid rows
-  const int64_t wsum = warp_cost_sum(thread_cost_sum(a, len, c0 + static_cast<int64_t>(threadIdx.x) * kV, n));
-  if ((threadIdx.x & 31) == 0)
-    reinterpret_cast<int64_t*>(a.ws + g * a.ws_stride + a.lay.chunks)[blockIdx.x * 32 + (threadIdx.x >> 5)] = wsum;
+  // The cluster reads the sums of every warp of each chunk that holds valid rows (0 for warps past them), and
+  // none of the chunks past them.
+  if ((gw >> 5) * kChunk >= n) return;   // uniform per warp
+  const int64_t wsum = warp_cost_sum(thread_cost_sum(a, len, i0, n));
+  if ((threadIdx.x & 31) == 0) reinterpret_cast<int64_t*>(a.ws + g * a.ws_stride + a.lay.chunks)[gw] = wsum;
 }
 
-__global__ void __launch_bounds__(kThreads, 1) mla_splits_kernel(const Args a) {
+__global__ void __launch_bounds__(kWideThreads) mla_splits_kernel(const Args a) {
   __shared__ int32_t staged[kStageCuts];
   const int64_t g = a.batch0 + blockIdx.y;
   const uint8_t* ws = a.ws + g * a.ws_stride;
   const int64_t n = valid_rows(a, g);
   pdl_wait();   // the cluster kernel has stored the cut rows
   const int32_t* cuts = reinterpret_cast<const int32_t*>(ws + a.lay.cut_rows);
-  // The count and the first cut slots (there are P) are read at once: one memory round trip, not two.
-  const int nst = a.c.num_parts < kStageCuts ? a.c.num_parts : kStageCuts;
+  // The count and the first cut slots (there are P) are read at once: one memory round trip, not two. (With
+  // n = 0 the cluster kernel stores nothing.)
+  const int nst = n == 0 ? 0 : (a.c.num_parts < kStageCuts ? a.c.num_parts : kStageCuts);
   for (int i = threadIdx.x; i < nst; i += blockDim.x) staged[i] = __ldcg(cuts + i);
   const int C = n > 0 ? static_cast<int>(__ldcg(reinterpret_cast<const int64_t*>(ws + a.lay.scalars) + 8)) : 0;
   __syncthreads();
@@ -1636,7 +1647,7 @@ cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl,
   return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<1024> : mla_low_smem_kernel<1024>, a);
 }
 
-// A plain grid of `blocks` x `batches` CTAs of kThreads threads (the wide batches' first and last launches);
+// A plain grid of `blocks` x `batches` CTAs of kWideThreads threads (the wide batches' first and last launches);
 // `pdl`: it may start while the kernel before it runs (it waits for that kernel itself).
 cudaError_t launch_grid(void (*fn)(Args), int64_t blocks, const Args& a, unsigned batches, bool pdl,
                         cudaStream_t stream) {
@@ -1645,7 +1656,7 @@ cudaError_t launch_grid(void (*fn)(Args), int64_t blocks, const Args& a, unsigne
   at.val.programmaticStreamSerializationAllowed = 1;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(blocks), batches, 1);
-  cfg.blockDim = dim3(kThreads, 1, 1);
+  cfg.blockDim = dim3(kWideThreads, 1, 1);
   cfg.stream = stream;
   cfg.attrs = &at;
   cfg.numAttrs = pdl ? 1 : 0;
@@ -1695,7 +1706,7 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
     a.batch0 = static_cast<int32_t>(g0);
     const bool sums = a.wide && c.topk < 0;   // dense: the chunk sums come first
     if (sums) {
-      if (cudaError_t err = launch_grid(mla_chunk_sums_kernel, ceil_div(sh.B, kChunk), a, gn, false, stream);
+      if (cudaError_t err = launch_grid(mla_chunk_sums_kernel, ceil_div(sh.B, kChunk) * (kChunk / (kWideThreads * kV)), a, gn, false, stream);
           err != cudaSuccess)
         return cuda_error("kernel launch (chunk sums)", err);
     }

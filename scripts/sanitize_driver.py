@@ -58,7 +58,9 @@ def extra_cases(np):
         ("num_valid 0", np.full(4096, 3000, np.int32), 132, None, 0),
         # low_smem runs batches of more than 8,192 rows per CTA as three launches ("wide" in cuda_kernels.cu)
         ("wide batch, dense", np.random.default_rng(5).integers(0, 20000, 140_001).astype(np.int32), 132, None,
-         100_000),
+         None),
+        ("wide batch, dense, num_valid", np.random.default_rng(6).integers(0, 20000, 140_001).astype(np.int32), 132,
+         None, 100_000),
         ("wide batch, sparse", np.zeros(140_001, np.int32), 66, 2048, None),
     ]
 
