@@ -10,7 +10,10 @@ Thread 0 of rank 0 stamps clock64() into the workspace; phases (see cuda_kernels
 On the dense row path (one CTA, B <= 1,792, P <= 256) the same stamps mean: rows = the tape, S mod Q and the
 candidate lists, then a barrier; walk.chain = warp 0's walk and the m/D pass; out.windows = nothing (thread 0
 owns no rows there); out.barrier = the cut counts of warps 1-7 and their block scan; out.splits = num_splits
-and the metadata."""
+and the metadata.
+On wide batches (low_smem past 8,192 rows per CTA: three launches) the stamps are the cluster kernel's: start
+includes waiting for mla_chunk_sums_kernel, scan = the scan of the sums it stored (no loads, no first chunk),
+and out.splits = handing the cut rows to mla_splits_kernel."""
 
 import sys
 
@@ -37,8 +40,9 @@ for B in [int(a) for a in sys.argv[1:]] or [1, 512, 4096, 20000, 65536, 1 << 20]
             t1 = t[1] if topk < 0 else t[0]
             d = dict(start=t[0] - t[7], scan=t1 - t[0], rows=t[2] - t1, walk=t[3] - t[2], out=t[4] - t[3])
             if topk < 0:
-                d["loads"] = t[6] - t[0]
-                d["first_chunk"] = t[5] - t[0]
+                if name == "smem" or pl.cluster_size * 8192 >= B:   # not a wide batch: the kernel streams lengths
+                    d["loads"] = t[6] - t[0]
+                    d["first_chunk"] = t[5] - t[0]
                 d["rows.exchange"] = t[12] - t1
                 d["rows.search"] = t[13] - t[12]
             if P <= 512:   # the window walker's sub-phases
