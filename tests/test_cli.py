@@ -164,3 +164,26 @@ def test_dist_choices_match_workloads():
         assert workloads.lengths(name, 3).shape == (3,)
     for preset in workloads.PRESETS.values():
         assert preset[1] in cli.DISTS
+
+
+def test_bench_groups_each_calls_kernels():
+    """The benchmark's device span of a call covers all of its kernels: one, or three for a wide low_smem
+    batch (chunk sums, cluster, num_splits), and a call's kernels are told apart from the next call's."""
+    from jax_mla_meta.bench import call_spans_us
+
+    def ev(name, ts, dur):
+        return dict(name=name, ts=float(ts), dur=float(dur))
+
+    one = [ev("mla_smem_kernel", 10 * i, 4) for i in range(3)]
+    assert call_spans_us(one, "smem") == [4.0, 4.0, 4.0]
+    wide = []
+    for i in range(2):   # dense: sums, cluster (starts early), num_splits (waits)
+        t = 100 * i
+        wide += [ev("mla_chunk_sums_kernel", t, 4), ev("mla_low_smem_kernel", t + 3, 10),
+                 ev("mla_splits_kernel", t + 5, 12)]
+    assert call_spans_us(wide, "low_smem") == [17.0, 17.0]
+    sparse = [ev("mla_low_smem_kernel", 0, 5), ev("mla_splits_kernel", 2, 6),
+              ev("mla_low_smem_kernel", 20, 5), ev("mla_splits_kernel", 22, 7)]
+    assert call_spans_us(sparse, "low_smem") == [8.0, 9.0]
+    # a lone num_splits kernel (its call's cluster kernel fell outside the trace) is not a call
+    assert call_spans_us([ev("mla_splits_kernel", 0, 3)] + one, "smem") == [4.0, 4.0, 4.0]
