@@ -1706,11 +1706,12 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
     a.batch0 = static_cast<int32_t>(g0);
     const bool sums = a.wide && c.topk < 0;   // dense: the chunk sums come first
     if (sums) {
-      if (cudaError_t err = launch_grid(mla_chunk_sums_kernel, ceil_div(sh.B, kChunk) * (kChunk / (kWideThreads * kV)), a, gn, false, stream);
-          err != cudaSuccess)
+      const int64_t blocks = ceil_div(sh.B, kChunk) * (kChunk / (kWideThreads * kV));   // whole chunks
+      if (cudaError_t err = launch_grid(mla_chunk_sums_kernel, blocks, a, gn, false, stream); err != cudaSuccess)
         return cuda_error("kernel launch (chunk sums)", err);
     }
-    const cudaError_t err = use_smem ? launch<true>(a, K, gn, dyn, false, stream) : launch<false>(a, K, gn, 0, sums, stream);
+    const cudaError_t err =
+        use_smem ? launch<true>(a, K, gn, dyn, false, stream) : launch<false>(a, K, gn, 0, sums, stream);
     if (err != cudaSuccess) return cuda_error("kernel launch", err);
     if (a.wide) {
       if (cudaError_t e2 = launch_grid(mla_splits_kernel, ceil_div(sh.B + 1, kSplitSpan), a, gn, true, stream);
