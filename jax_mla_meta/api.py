@@ -293,7 +293,9 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     The CUDA handler makes the same choice from the same formulas: each batch runs on a cluster of
     ``cluster_for(B)`` CTAs (about 4096 rows each, a power of two up to the device's largest cluster);
     "smem" when a CTA's slice fits the device's opt-in shared memory per block on such a cluster (doubled up
-    to the largest if needed, and the block size is one it supports), else "low_smem"."""
+    to the largest if needed, and the block size is one it supports), else "low_smem". A low_smem batch of
+    more than 8,192 rows per CTA also takes a chunk-sums launch before the cluster (dense mode) and a
+    num_splits launch after it (``reason`` says so)."""
     B = _as_int("B", B, 0)
     P = _as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
     bs = _as_int("block_size_n", block_size_n, 1)
@@ -338,6 +340,10 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
                               f"on {kmax} CTAs")
     if k == "low_smem":
         why += f"; on {kl} CTA{'s' if kl != 1 else ''}"
+        per_cta = -(-B // kl)
+        if -(-per_cta // 32) * 32 > 8192:   # the handler's rows_per_rank(B, K) > kChunk
+            why += (" with more than 8,192 rows each: a chunk-sums launch (dense mode) before the cluster and a "
+                    "num_splits launch after it")
     cluster = ks if k == "smem" else (kl if k == "low_smem" else None)
     return Plan(str(d), d.platform, B, P, need, limit, rows, k, why, cluster, kmax)
 

@@ -94,7 +94,9 @@ def test_wide_batches_vmapped():
     dev = need_gpus(1)[0]
     rng = np.random.default_rng()
     B, G = 140_001, 4
-    assert mm.plan(B, 132, kernel="low_smem", device=dev).cluster_size * 8192 < B   # several chunks per CTA
+    wide = mm.plan(B, 132, kernel="low_smem", device=dev)
+    assert wide.cluster_size * 8192 < B and "num_splits launch" in wide.reason   # several chunks per CTA
+    assert "num_splits launch" not in mm.plan(wide.cluster_size * 8192, 132, kernel="low_smem", device=dev).reason
     lens = np.stack([random_lengths(rng, B) for _ in range(G)]).astype(np.int32)
     nv = np.array([B, 0, int(rng.integers(1, 9000)), int(rng.integers(0, B + 1))], np.int32)
     x, n = jax.device_put(lens, dev), jax.device_put(nv, dev)
