@@ -6,9 +6,10 @@
 //   (its "window"): the next part then restarts at that row, D += S_j + F - E_q (at most F).
 // Every output follows from the part ends E_q, the row r_q holding each end, and S.
 //
-// One launch per call. Small dense batches (up to 1,792 rows, P <= 256) take the "row path" below on one CTA of
-// 256 threads: each row derives from S_j mod Q whether a part restarts on it and how many parts cut it, so
-// only the short chain of restarts is sequential. Otherwise each batch is one thread-block cluster of K CTAs
+// One launch per call (three for the low_smem kernel's "wide batches", see below). Small dense batches (up
+// to 1,792 rows, P <= 256) take the "row path" below on one CTA of 256 threads: each row derives from
+// S_j mod Q whether a part restarts on it and how many parts cut it, so only the short chain of restarts is
+// sequential. Otherwise each batch is one thread-block cluster of K CTAs
 // of 256-1024 threads (K = 1 for small batches, up to 16); rank k owns a contiguous slice of the rows and a
 // slice of num_splits:
 //   1. (dense mode) each rank scans its rows' costs and publishes its sum to every rank (distributed shared
