@@ -17,7 +17,8 @@
 # Environment: PYTHON (default python3); SANITIZER (default compute-sanitizer); SANITIZE_KERNEL_FILTER, the
 # sanitizer's kernel filter arguments (default: --kernel-name kns=mla_meta, which matches all eight of our
 # kernels, mla_smem_kernel<N> and mla_low_smem_kernel<N> (N = 256, 512, 1024), mla_chunk_sums_kernel and
-# mla_splits_kernel: they live in namespace mla_meta). compute-sanitizer filters take key=value (kns = substring, kne = exact name), not ncu's "regex:".
+# mla_splits_kernel: they live in namespace mla_meta). compute-sanitizer filters take key=value
+# (kns = substring, kne = exact name), not ncu's "regex:".
 set -uo pipefail
 
 TOOLS="memcheck racecheck synccheck initcheck"

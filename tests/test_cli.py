@@ -166,7 +166,7 @@ def test_dist_choices_match_workloads():
         assert preset[1] in cli.DISTS
 
 
-def test_bench_groups_each_calls_kernels():
+def test_bench_span_covers_all_kernels_of_a_call():
     """The benchmark's device span of a call covers all of its kernels: one, or three for a wide low_smem
     batch (chunk sums, cluster, num_splits), and a call's kernels are told apart from the next call's."""
     from jax_mla_meta.bench import call_spans_us
