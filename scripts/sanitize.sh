@@ -41,7 +41,7 @@ while (($#)); do
     --timeout) TIMEOUT=$2; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --) shift; DRIVER_ARGS=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "sanitize.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
