@@ -426,29 +426,43 @@ __device__ int walk_parts(PartRecord* rec, bool rec_global, int P, int64_t n, in
 // offset F + Q (mod c) whatever the row, and the restarts recur every m + 1 parts, where m is the first j
 // with (F + (j + 1) Q) mod c < F. Part q = k (m + 1) + j ends at k Delta c + F + (j + 1) Q with
 // Delta = floor((F + (m + 1) Q) / c) (past the tape end nothing restarts, and every later part is past it too).
+// Every part's end in closed form (one warp finds m; all lanes get the same result).
+struct SparseEnds {
+  int m;          // the first part that restarts (P: none)
+  int64_t step;   // the tape advance of m + 1 parts
+  int64_t n, Q, F, c;
+  __device__ SparseEnds(int P, int64_t n_, int64_t Q_, int64_t F_, int64_t c_) : m(P), n(n_), Q(Q_), F(F_), c(c_) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll 1
+    for (int base = 0; base < P; base += 32) {
+      const int j = base + lane;
+      const bool hit = j < P && (F + (j + 1) * Q) - div64(F + (j + 1) * Q, c) * c < F;
+      const unsigned h = __ballot_sync(kFull, hit);
+      if (h) {
+        m = base + __ffs(h) - 1;
+        break;
+      }
+    }
+    step = m < P ? div64(F + (m + 1) * Q, c) * c : 0;
+  }
+  // Part q's end and the row holding it (n: past the tape).
+  __device__ __forceinline__ void part(int q, int64_t& pos, int64_t& row) const {
+    const int k = q / (m + 1), j = q - k * (m + 1);
+    pos = k * step + F + (j + 1) * Q;
+    row = pos < n * c ? div64(pos, c) : n;
+  }
+};
+
 __device__ int walk_sparse(PartRecord* rec, int P, int64_t n, int64_t Q, int64_t F, int64_t c, int32_t* cuts,
                            bool write_final) {
   const int lane = threadIdx.x & 31;
-  const int64_t total = n * c;
-  int m = P;
-  for (int base = 0; base < P; base += 32) {
-    const int j = base + lane;
-    const bool hit = j < P && (F + (j + 1) * Q) - div64(F + (j + 1) * Q, c) * c < F;
-    const unsigned h = __ballot_sync(kFull, hit);
-    if (h) {
-      m = base + __ffs(h) - 1;
-      break;
-    }
-  }
-  const int64_t step = m < P ? div64(F + (m + 1) * Q, c) * c : 0;
+  const SparseEnds ends(P, n, Q, F, c);
   WindowCarry W;
   for (int base = 0; base < P; base += 32) {
     const int q = base + lane;
-    const bool act = q < P;
-    const int k = q / (m + 1), j = q - k * (m + 1);
-    const int64_t pos = k * step + F + (j + 1) * Q;
-    const int64_t r = pos < total ? div64(pos, c) : n;
-    finalize_window(base, act, pos, r * c, r, n, F, rec, cuts, write_final, W);
+    int64_t pos, r;
+    ends.part(q, pos, r);
+    finalize_window(base, q < P, pos, r * c, r, n, F, rec, cuts, write_final, W);
   }
   return W.C;
 }
@@ -548,36 +562,19 @@ __device__ void walk_sparse_windows(PartRecord* rec, int P, int64_t n, int64_t Q
                                       Shared* sh) {
   const int lane = threadIdx.x & 31;
   const int nw = (P + 31) >> 5;
-  const int64_t total = n * c;
-  int m = P;
-#pragma unroll 1
-  for (int w = 0; w < nw; ++w) {
-    const int j = 32 * w + lane;
-    const bool hit = j < P && (F + (j + 1) * Q) - div64(F + (j + 1) * Q, c) * c < F;
-    const unsigned h = __ballot_sync(kFull, hit);
-    if (h) {
-      m = 32 * w + __ffs(h) - 1;
-      break;
-    }
-  }
-  const int64_t step = m < P ? div64(F + (m + 1) * Q, c) * c : 0;
-  auto part = [&](int q, int64_t& pos, int64_t& row) {   // part q's end and the row holding it (n: past)
-    const int k = q / (m + 1), j = q - k * (m + 1);
-    pos = k * step + F + (j + 1) * Q;
-    row = pos < total ? div64(pos, c) : n;
-  };
+  const SparseEnds ends(P, n, Q, F, c);
 #pragma unroll 1
   for (int w = threadIdx.x >> 5; w < nw; w += blockDim.x >> 5) {   // warp-uniform
     const int q = 32 * w + lane;
     int64_t pos, rr;
-    part(q, pos, rr);
+    ends.part(q, pos, rr);
     const int32_t r = static_cast<int32_t>(rr);
     const bool cut = q < P && r < n && pos - rr * c > F;
     int32_t prev_r = 0;   // the part before the window (the same in every lane)
     bool prev_cut = false;
     if (w > 0) {
       int64_t pp, pr;
-      part(32 * w - 1, pp, pr);
+      ends.part(32 * w - 1, pp, pr);
       prev_r = static_cast<int32_t>(pr);
       prev_cut = pr < n && pp - pr * c > F;
     }
@@ -790,6 +787,12 @@ __device__ __forceinline__ LowStatic* low_static() {
     __shared__ __align__(16) LowStatic st;
     return &st;
   }
+}
+
+// num_valid of batch g, clamped to [0, B].
+__device__ __forceinline__ int64_t valid_rows(const Args& a, int64_t g) {
+  const int64_t nv = a.num_valid[g];
+  return nv < 0 ? 0 : (nv > a.B ? a.B : nv);
 }
 
 // =============================== small dense batches: the row path ===============================
@@ -1122,12 +1125,11 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   const int64_t r0 = static_cast<int64_t>(rank) * R, rB = imin64(r0 + R, B);
   int32_t nl[kV];
   if (!sparse && !a.wide) load_lens(lens, r0, imin64(r0 + kCh, rB), nl);
-  const int64_t nv = a.num_valid[g];
+  const int64_t n = valid_rows(a, g);
   if (a.wide) {   // mla_splits_kernel may start launching; the chunk sums (dense) are complete after the wait
     pdl_trigger();
     pdl_wait();
   }
-  const int64_t n = nv < 0 ? 0 : (nv > B ? B : nv);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // num_splits positions [k_lo, k_hi) belong to this rank.
   const int64_t per_rank_pos = ((B + 1 + K - 1) / K + 3) & ~int64_t(3);   // 16-byte aligned slices
@@ -1368,11 +1370,13 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   MLA_STAMP(12);
 
   // Phase 2: the row holding each lo_q in [A0, A1); the band of S around it, broadcast to every rank.
-  auto put = [&](int64_t q, const PartRecord& rc) {
+  // Part q's record to every rank (or once to the workspace); a warp that holds the same record in every lane
+  // passes first = lane, stride = 32, so that lane o stores rank o's copy.
+  auto put = [&](int64_t q, const PartRecord& rc, unsigned first = 0, unsigned stride = 1) {
     if (global_parts) {
-      store_record(rec + q, rc);
+      if (first == 0) store_record(rec + q, rc);
     } else {
-      for (unsigned o = 0; o < K; ++o) store_record((o == rank ? rec : remote(rec, o)) + q, rc);
+      for (unsigned o = first; o < K; o += stride) store_record((o == rank ? rec : remote(rec, o)) + q, rc);
     }
   };
   {   // parts whose lo_q is past the tape: every rank its own copy (rank 0 when the records are global)
@@ -1440,13 +1444,8 @@ __device__ __forceinline__ void sched_body(const Args& a) {
         for (int j = 0; j < kV; ++j) ts += i0 + j < r1 ? cost_of(__ldg(lens + i0 + j), a) : 0;
         const int64_t lp = wpos[cw] + warp_inclusive_sum(ts) - ts;
         const int l = 31 - __clz(__ballot_sync(kFull, ts > 0 && lp <= x));
-        const PartRecord rc = band_in_thread(a, lens, __shfl_sync(kFull, i0, l), n,
-                                             A0 + __shfl_sync(kFull, lp, l), A0 + x);
-        if (global_parts) {
-          if (lane == 0) store_record(rec + q, rc);
-        } else if (lane < static_cast<int>(K)) {
-          store_record((lane == static_cast<int>(rank) ? rec : remote(rec, lane)) + q, rc);
-        }
+        put(q, band_in_thread(a, lens, __shfl_sync(kFull, i0, l), n, A0 + __shfl_sync(kFull, lp, l), A0 + x),
+            lane, 32);
       }
     }
   }
@@ -1498,11 +1497,6 @@ __global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sc
 // 256 threads 18.8-19.0 us, 512 19.4, 1,024 20.1-20.2 (and fewer, larger CTAs were slower still).
 constexpr int kWideThreads = 256;
 constexpr int kSplitSpan = kWideThreads * kV;     // num_splits positions per CTA of mla_splits_kernel
-
-__device__ __forceinline__ int64_t valid_rows(const Args& a, int64_t g) {
-  const int64_t nv = a.num_valid[g];
-  return nv < 0 ? 0 : (nv > a.B ? a.B : nv);
-}
 
 // One warp per 256 rows, over whole chunks: the grid is ceil(B / kChunk) * kChunk / (kWideThreads * kV) CTAs.
 __global__ void __launch_bounds__(kWideThreads) mla_chunk_sums_kernel(const Args a) {
