@@ -172,6 +172,28 @@ __device__ __forceinline__ int64_t block_exclusive_sum(int64_t v, int64_t* buf, 
   return (warp ? before : 0) + w - v;
 }
 
+// The same in 32 bits, saturating at `cap` (<= 2^31: two saturated values still add without wrapping, and
+// min(a + b, cap) is associative). The result is exact when the total stays below cap.
+__device__ __forceinline__ uint32_t block_exclusive_sum_sat(uint32_t v, uint32_t* buf, uint32_t cap,
+                                                            uint32_t* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  auto scan = [&](uint32_t x) {
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const uint32_t o = __shfl_up_sync(kFull, x, d);
+      if (lane >= d) x = min(x + o, cap);
+    }
+    return x;
+  };
+  const uint32_t w = scan(v);
+  if (lane == 31) buf[warp] = w;
+  __syncthreads();
+  const uint32_t s = scan(lane < static_cast<int>(blockDim.x >> 5) ? buf[lane] : 0u);
+  const uint32_t before = __shfl_sync(kFull, s, (warp + 31) & 31);
+  *total = __shfl_sync(kFull, s, 31);
+  return (warp ? before : 0u) + w - v;
+}
+
 // a / b for a >= 0, b > 0, with a 32-bit division when both fit (the common case; a 64-bit one is ~4x longer).
 __device__ __forceinline__ int64_t div64(int64_t a, int64_t b) {
   const uint64_t ua = static_cast<uint64_t>(a), ub = static_cast<uint64_t>(b);
@@ -809,11 +831,13 @@ __device__ __forceinline__ int64_t valid_rows(const Args& a, int64_t g) {
 //  * Row j (D of the last hit at or before it) is cut by the parts m - 1 with S_j - D < m Q < S_{j+1} - F - D:
 //    floor((S_{j+1} - F - D - 1) / Q) - floor((S_j - D) / Q) of them, the first being q = floor((S_j - D) / Q).
 //    The quotients do not depend on the hits (S = g Q + t, D = e Q + d: floor((S - D) / Q) = g - e - [t < d]),
-//    so warps 1-7, which own the rows, divide while warp 0 walks. A block scan of the cut counts gives
-//    num_splits.
-//  * Each part finds its row from the marks "row j's first cut part is q" (a max-scan over parts).
+//    so warps 1-7, which own the rows, divide while warp 0 walks. When F < Q, the cut counts of the rows
+//    before row p telescope to floor((S_p - D) / Q) - k (k: the last hit at or before p), so num_splits needs
+//    no scan; otherwise a block scan of the cut counts gives it.
+//  * Each part finds its row from the marks "row j's first cut part is q" and its D from the marks "hit k's
+//    restart begins part m_k" (max-scans over parts).
 // Shared memory (a region of rowpath_bytes, schedule_core.h): S_j with bit 31 set for zero lengths, t_j, the
-// candidates, the hits (row, m, D, D / Q, D mod Q) and the marks (row, S).
+// candidates, the hits (row, D, D / Q, D mod Q), the hit that begins each part and the marks (row, S).
 // The low_smem kernel lends it its part records, cut rows and thread prefixes (the smem kernel sizes its
 // dynamic shared memory for it: smem_bytes in schedule_core.h).
 static_assert(rowpath_bytes(kRowPathRows, kRowParts) <=
@@ -847,11 +871,24 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   const int P = a.c.num_parts;
   const uint32_t F = static_cast<uint32_t>(a.c.overhead);
   const int i0 = tid * kV;
-  ChunkScan cs;   // the costs of this thread's rows, their zero-length flags and prefix
-  scan_chunk(a, nl, 0, n, sh->scan[(scan_parity++) & 1], cs);
-  if (cs.sum >= (int64_t(1) << 30)) return false;   // uniform: every value below stays under 2^31
+  // The costs of this thread's rows, their zero-length flags and their prefix: a 32-bit scan saturating at
+  // 2^30 (the row path needs a total below it, so that every value below stays under 2^31).
+  constexpr uint32_t kCap = 1u << 30;
+  uint32_t cost[kV], zero = 0;
+  uint64_t tsum = 0;   // 8 costs may pass 2^32 (block_size_n < 64)
+#pragma unroll
+  for (int j = 0; j < kV; ++j) {
+    const bool in = i0 + j < n;
+    cost[j] = in ? nblk32(nl[j], a) + F : 0u;
+    tsum += cost[j];
+    if (in && nl[j] == 0) zero |= 1u << j;
+  }
+  uint32_t total;
+  const uint32_t excl = block_exclusive_sum_sat(tsum < kCap ? static_cast<uint32_t>(tsum) : kCap,
+                                                reinterpret_cast<uint32_t*>(sh->scan[(scan_parity++) & 1]),
+                                                kCap, &total);
+  if (total >= kCap) return false;   // uniform
   MLA_STAMP(1);
-  const uint32_t total = static_cast<uint32_t>(cs.sum), excl = static_cast<uint32_t>(cs.excl);
   const uint32_t Q = (total + static_cast<uint32_t>(P) - 1) / static_cast<uint32_t>(P);   // >= 1: total >= 1
   const FastDiv fq(Q);
   // Candidates: only rows with t <= L can be hit while d + F <= L (see the walker).
@@ -862,8 +899,8 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   uint32_t* cand = tarr + Bc;      // per warp of rows (256 rows), its candidates: row << 16 | t, in row order
   uint32_t* ccount = cand + Bc;    // [8]: candidates per warp of rows
   uint32_t* hrow = ccount + 8;
-  uint32_t* hm = hrow + P + 1;
-  uint32_t* hD = hm + P + 1;
+  int32_t* seg = reinterpret_cast<int32_t*>(hrow + P + 1);   // [P + 1]: the hit whose restart begins part q, or -1
+  uint32_t* hD = reinterpret_cast<uint32_t*>(seg + P + 1);
   uint32_t* he = hD + P + 1;       // D / Q and D mod Q of every hit
   uint32_t* hd = he + P + 1;
   int32_t* mark = reinterpret_cast<int32_t*>(hd + P + 1);
@@ -872,10 +909,10 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     uint32_t s = excl, v[kV], t[kV], cm = 0;
 #pragma unroll
     for (int j = 0; j < kV; ++j) {
-      v[j] = s | (((cs.zero >> j) & 1u) << 31);
+      v[j] = s | (((zero >> j) & 1u) << 31);
       fq.div(s, t[j]);
       if (i0 + j < n && t[j] <= L) cm |= 1u << j;
-      s += cs.cost[j];
+      s += cost[j];
     }
     const int c = __popc(cm);
     const int pos = warp_inclusive_sum(c);   // lanes without rows count 0
@@ -894,7 +931,10 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     }
     if (lane == 31 && warp * 32 * kV < B) ccount[warp] = static_cast<uint32_t>(pos);   // warps that hold rows
   }
-  for (int q = tid; q < P; q += kNT) mark[q] = -1;
+  for (int q = tid; q <= P; q += kNT) {
+    if (q < P) mark[q] = -1;
+    seg[q] = q == 0 ? 0 : -1;
+  }
   MLA_STAMP(12);
   MLA_STAMP(13);
   __syncthreads();
@@ -929,21 +969,34 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     uint32_t d = 0;
     int Hn = 1, h = 0;
     bool all_rows = L < Q - 1 && F > L;   // the filter holds from the start only if F <= L
-    // The hits among 32 rows (one per lane, `ok` where the lane has one), one ballot each; with `bounded`,
-    // returns true as soon as d + F passes L (L = Q - 1: every row is a candidate, so never).
+    // The hits among 32 consecutive rows or candidates (one per lane, in row order, `ok` where the lane has
+    // one), one ballot each; with `bounded`, returns true as soon as d + F passes L (L = Q - 1: every row is a
+    // candidate, so never). The loop carries only d and two lane masks; h and the hit rows follow it.
+    const uint32_t dmax = L < Q - 1 && F <= L ? L - F : 0xffffffffu;
     auto hits32 = [&](int row, uint32_t t, bool ok, bool bounded) {
       const uint32_t tq = t + Q;
+      unsigned live = __ballot_sync(kFull, ok && row > h), hit = 0;   // lanes after the last hit
+      bool over = false;
 #pragma unroll 1
-      while (true) {
-        const unsigned bal = __ballot_sync(kFull, ok && row > h && min(t - d, tq - d) <= F);
-        if (bal == 0) return false;
+      while (live != 0) {
+        const unsigned bal = __ballot_sync(kFull, min(t - d, tq - d) <= F) & live;
+        if (bal == 0) break;
         const int l = __ffs(bal) - 1;
-        h = __shfl_sync(kFull, row, l);
         d = __shfl_sync(kFull, t, l);
-        if (lane == 0 && Hn <= P) hrow[Hn] = static_cast<uint32_t>(h);
-        ++Hn;
-        if (bounded && L < Q - 1 && d + F > L) return true;
+        hit |= 1u << l;
+        live &= ~((2u << l) - 1u);
+        if (bounded && d > dmax) {
+          over = true;
+          break;
+        }
       }
+      if (hit != 0) {
+        h = __shfl_sync(kFull, row, 31 - __clz(hit));
+        const int k = Hn + __popc(hit & ((1u << lane) - 1u));
+        if (((hit >> lane) & 1u) && k <= P) hrow[k] = static_cast<uint32_t>(row);
+        Hn += __popc(hit);
+      }
+      return over;
     };
     const int nw = (n + 32 * kV - 1) / (32 * kV);
     const uint32_t cnts = lane < nw ? ccount[lane] : 0u;
@@ -980,16 +1033,16 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
       if (k < Hn) {
         const uint32_t D = Sh - m * Q;
         uint32_t dm;
-        hm[k] = m;
         hD[k] = D;
         he[k] = fq.div(D, dm);
         hd[k] = dm;
+        if (m <= static_cast<uint32_t>(P)) seg[m] = k;   // m <= P: the hit part m - 1 exists
       }
       mc = __shfl_sync(kFull, m, 31);
       Sp = __shfl_sync(kFull, Sh, 31);
     }
     if (lane == 0) {
-      hrow[0] = hm[0] = hD[0] = he[0] = hd[0] = 0u;
+      hrow[0] = hD[0] = he[0] = hd[0] = 0u;
       sh->u[0] = Hn;
     }
     MLA_STAMP(9);
@@ -998,7 +1051,18 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   MLA_STAMP(3);
   const int Hn = static_cast<int>(sh->u[0]);
 
-  // Cut counts and marks.
+  // Cut counts and marks, and num_splits: position p holds min(p, n) + (cuts of rows < p), n + C from n on.
+  // When F < Q those cuts need no scan: inside the stretch of the k-th hit (D fixed), no row but the next hit
+  // has (S_j - D) mod Q <= F, so the cut counts telescope to floor((S_p - D) / Q) - m_k, and the hit itself
+  // adds m_k - k: cuts of rows < p = qa_p - k, with qa_p = floor((S_p - D) / Q) as below. Past the last row,
+  // C = floor((total - D) / Q) - K - [(total - D) mod Q <= F] for the last hit K (warp 0 derived it).
+  const bool closed = F < Q;   // uniform
+  int C0 = 0;
+  if (closed) {
+    uint32_t r;
+    const uint32_t c = fq.div(total - hD[Hn - 1], r);
+    C0 = static_cast<int>(c) - (Hn - 1) - (r <= F ? 1 : 0);
+  }
   int tc = 0, lc[kV];
   if (warp > 0 && r0 < n) {
     int k = 0, hi = Hn;   // the last hit at or before row r0, then row by row
@@ -1019,7 +1083,10 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
           mark[qa] = row;
           markS[qa] = ga[j] * Q + ta[j];
         }
+        if (closed) splits[row] = row + static_cast<int>(qa) - k;
         tc += c;
+      } else if (closed && j < kr && row <= B) {
+        splits[row] = n + C0;
       }
     }
   } else {
@@ -1027,37 +1094,56 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     for (int j = 0; j < kV; ++j) lc[j] = 0;
   }
   MLA_STAMP(10);
-  int64_t C64;
-  const int cex = static_cast<int>(block_exclusive_sum(tc, sh->scan[(scan_parity++) & 1], &C64));
-  MLA_STAMP(11);
-  const int C = static_cast<int>(C64);
-
-  // num_splits: position p holds min(p, n) + (cuts of rows < p), which is n + C from n on.
-  if (warp > 0) {
+  int C = C0;
+  if (closed) {
+    if (warp > 0 && r0 >= n) {
 #pragma unroll
-    for (int j = 0; j < kV; ++j) {
-      const int p = r0 + j;
-      if (j < kr && p <= B) splits[p] = min(p, n) + cex + lc[j];
+      for (int j = 0; j < kV; ++j)
+        if (j < kr && r0 + j <= B) splits[r0 + j] = n + C;
+    }
+    __syncthreads();   // the marks
+    MLA_STAMP(11);
+  } else {
+    uint32_t C32;   // C < n + P: a 32-bit scan (never saturated at 2^31)
+    const int cex = static_cast<int>(block_exclusive_sum_sat(
+        static_cast<uint32_t>(tc), reinterpret_cast<uint32_t*>(sh->scan[(scan_parity++) & 1]), 1u << 31, &C32));
+    MLA_STAMP(11);
+    C = static_cast<int>(C32);
+    if (warp > 0) {
+#pragma unroll
+      for (int j = 0; j < kV; ++j) {
+        const int p = r0 + j;
+        if (j < kr && p <= B) splits[p] = min(p, n) + cex + lc[j];
+      }
     }
   }
   for (int p = kRT * kr + tid; p <= B; p += kNT) splits[p] = n + C;
 
   // tile_scheduler_metadata: part q (one per thread) writes its end into row q and its successor's begin into
   // row q + 1.
-  // pstar: the last marked part at or before q, without a barrier (the marks are visible since the cut
-  // scan): a warp scans its own 32 parts and reduces the marks of the warps before it.
+  // pstar: the last marked part at or before q, and lo: the last hit whose restart begins at or before part q
+  // (its D applies to part q), without a barrier (marks and seg are visible since the cut phase's barrier): a
+  // warp scans its own 32 parts and reduces those of the warps before it.
   const int q = tid;
-  int pstar = q < P && mark[q] >= 0 ? q : -1;
+  int pstar = q < P && mark[q] >= 0 ? q : -1, lo = q < P ? seg[q] : -1;
 #pragma unroll
-  for (int o = 1; o < 32; o <<= 1) pstar = max(pstar, __shfl_up_sync(kFull, pstar, o) | (lane >= o ? 0 : -1));
+  for (int o = 1; o < 32; o <<= 1) {
+    const int keep = lane >= o ? 0 : -1;
+    pstar = max(pstar, __shfl_up_sync(kFull, pstar, o) | keep);
+    lo = max(lo, __shfl_up_sync(kFull, lo, o) | keep);
+  }
   {
-    int prev = -1;
+    int prev = -1, prevlo = 0;
 #pragma unroll
     for (int b = 0; b < kNT / 32; ++b) {
       const int i = 32 * b + lane;
-      if (b < warp && i < P && mark[i] >= 0) prev = i;
+      if (b < warp && i < P) {
+        if (mark[i] >= 0) prev = i;
+        prevlo = max(prevlo, seg[i]);
+      }
     }
     pstar = max(pstar, __reduce_max_sync(kFull, prev));
+    lo = max(lo, __reduce_max_sync(kFull, prevlo));
   }
   if (q < P) {
     auto last_blk = [&](int j) {   // end_block of a part that ends on the boundary after row j
@@ -1065,14 +1151,10 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
       const uint32_t nxt = j + 1 < n ? (Sarr[j + 1] & 0x7fffffffu) : total;
       return (v >> 31) ? 0 : static_cast<int>(nxt - (v & 0x7fffffffu) - F);
     };
-    int lo = 0, hi = Hn;   // last hit whose D applies to part q: hm[lo] <= q
-    while (hi - lo > 1) {
-      const int mid = (lo + hi) >> 1;
-      if (static_cast<int>(hm[mid]) <= q) lo = mid; else hi = mid;
-    }
+    const int hq = seg[q + 1];   // > 0: a hit's restart begins part q + 1
     int er, eb, nr = -1, nb = 0, ns = 0;
-    if (lo + 1 < Hn && static_cast<int>(hm[lo + 1]) == q + 1) {   // part q ends in the first F units of a row
-      const int h = static_cast<int>(hrow[lo + 1]);
+    if (hq > 0) {   // part q ends in the first F units of a row
+      const int h = static_cast<int>(hrow[hq]);
       er = h - 1;
       eb = last_blk(h - 1);
       nr = h;

@@ -130,8 +130,8 @@ MLA_HD int64_t rows_per_rank(int64_t B, int64_t K) {
 
 // Both kernels schedule small dense batches on one CTA by per-row arithmetic (the "row path" in
 // cuda_kernels.cu) when B <= kRowPathRows and P <= kRowParts. Its shared memory: per row S, S mod Q and a
-// candidate slot (B rounded up to 8), 8 candidate counts, the hits (row, m, D, D / Q, D mod Q) [P + 1] and the
-// marks (row, S) [P].
+// candidate slot (B rounded up to 8), 8 candidate counts, the hits (row, D, D / Q, D mod Q) [P + 1], the hit
+// that begins each part [P + 1] and the marks (row, S) [P].
 constexpr int64_t kRowPathRows = 1792;   // 8 rows for each of the 224 threads that own rows
 constexpr int64_t kRowParts = 256;
 MLA_HD constexpr int64_t rowpath_bytes(int64_t B, int64_t P) {

@@ -6,7 +6,8 @@ The row path never walks the batch part by part. It derives everything from S_j 
     "candidates" t_j <= L only while d + F <= L, then over every row;
   * m_k = m_{k-1} + ceil((S(h_k) - S(h_{k-1}) - F) / Q) and D_k = S(h_k) - m_k Q;
   * the cut count of row j from quotients that do not depend on the hits:
-    floor((S - D) / Q) = g - e - [t < d] with S = g Q + t and D = e Q + d;
+    floor((S - D) / Q) = g - e - [t < d] with S = g Q + t and D = e Q + d; when F < Q the cut counts of
+    the rows before p telescope to qa_p - k (k: the last hit at or before p), so num_splits needs no scan;
   * each part's row from the marks "row j's first cut part is q".
 This module re-states those steps in Python, step for step, and compares the result with the reference on
 fresh random inputs. The GPU tests check the kernels themselves; this one keeps the identities they rely on
@@ -57,7 +58,7 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
         hm.append(hm[-1] + -(-(S[hrow[k]] - S[hrow[k - 1]] - F) // Q))
         hD.append(S[hrow[k]] - hm[-1] * Q)
 
-    mark, markS, cuts, k = [-1] * P, [0] * P, [], 0
+    mark, markS, cuts, k, closed = [-1] * P, [0] * P, [], 0, []
     for j in range(n):
         if k + 1 < len(hrow) and hrow[k + 1] == j:
             k += 1
@@ -66,10 +67,16 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
         gb, tb = divmod(S[j + 1] - F - 1, Q)
         qa, qb = ga - e - (ta < dd), gb - e - (tb < dd)
         cuts.append(qb - qa)
+        closed.append(j + qa - k)
         if qb > qa and qa < P:
             mark[qa], markS[qa] = j, S[j]
-    C = sum(cuts)
-    splits = [min(p, n) + (sum(cuts[:p]) if p <= n else C) for p in range(B + 1)]
+    if F < Q:   # the kernel's num_splits without a scan: cuts of rows < p = qa_p - k_p; C from the last hit
+        c, r = divmod(total - hD[-1], Q)
+        C = c - (len(hrow) - 1) - (r <= F)
+        splits = closed + [n + C] * (B + 1 - n)
+    else:
+        C = sum(cuts)
+        splits = [min(p, n) + (sum(cuts[:p]) if p <= n else C) for p in range(B + 1)]
 
     def last_blk(j):
         return 0 if int(lens[j]) == 0 else S[j + 1] - S[j] - F
