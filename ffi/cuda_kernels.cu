@@ -1055,7 +1055,7 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   // When F < Q those cuts need no scan: inside the stretch of the k-th hit (D fixed), no row but the next hit
   // has (S_j - D) mod Q <= F, so the cut counts telescope to floor((S_p - D) / Q) - m_k, and the hit itself
   // adds m_k - k: cuts of rows < p = qa_p - k, with qa_p = floor((S_p - D) / Q) as below. Past the last row,
-  // C = floor((total - D) / Q) - K - [(total - D) mod Q <= F] for the last hit K (warp 0 derived it).
+  // C = floor((total - D) / Q) - K - [(total - D) mod Q <= F] for the last hit K (every thread derives it).
   const bool closed = F < Q;   // uniform
   int C0 = 0;
   if (closed) {
