@@ -92,8 +92,9 @@ def test_other_block_sizes_and_overheads(backend, bs, F):
 @pytest.mark.parametrize("F,hi,B,P", [(40, 64, 100, 132), (9, 200, 300, 132), (0, 100, 500, 200),
                                      (5, 3000, 1792, 256), (7, 9000, 1000, 132), (8, 9000, 1000, 132)])
 def test_row_path_walks(backend, F, hi, B, P):
-    """The dense row path's walk in its shapes: Q <= 64 with F >= Q (every later candidate is hit) or with
-    residues that wrap, F <= 7 (linked chunks of candidates), F = 8 (a hit per ballot round)."""
+    """The dense row path in its shapes: Q <= 64 with F >= Q (every later row is hit; num_splits by a block
+    scan) or with residues that wrap; F < Q (num_splits in closed form) with the candidate bound L below
+    Q - 1 (F = 5, 7, 8) and F = 0."""
     lens = np.random.default_rng().integers(0, hi, B).astype(np.int32)
     assert_same(backend.run(lens, P, F=F), ref(lens, P, F=F), f"{backend.name} F={F} B={B} P={P}")
 
