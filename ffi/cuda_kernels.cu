@@ -827,7 +827,8 @@ __device__ __forceinline__ int64_t valid_rows(const Args& a, int64_t g) {
 //    chain of hits is therefore: h_0 = 0, h_{k+1} = first j > h_k with (t_j - t_{h_k}) mod Q <= F.
 //  * D grows by at most F per hit and stays small next to Q on real batches (at most 30 against Q = 19 to
 //    17,000 on the SPEC workloads), so while d + F <= L only rows with t_j <= L can be hit: each warp lists
-//    those candidates (no barrier) and warp 0 walks them, 32 per ballot; past that bound it walks every row.
+//    those candidates (no barrier) and warp 0 walks them 32 at a time, one ballot per hit; past that bound it
+//    walks every row.
 //  * Row j (D of the last hit at or before it) is cut by the parts m - 1 with S_j - D < m Q < S_{j+1} - F - D:
 //    floor((S_{j+1} - F - D - 1) / Q) - floor((S_j - D) / Q) of them, the first being q = floor((S_j - D) / Q).
 //    The quotients do not depend on the hits (S = g Q + t, D = e Q + d: floor((S - D) / Q) = g - e - [t < d]),
@@ -942,7 +943,7 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
 
   // The chain of hits (warp 0). Row j is hit iff (t_j - d) mod Q <= F, i.e. umin(t_j - d, t_j + Q - d) <= F in
   // 32-bit unsigned arithmetic (t, d < Q < 2^30). While d + F <= L, a row with t > L cannot be hit, so the
-  // walk visits the candidates only, 32 per ballot; should d + F pass L it goes on over every row.
+  // walk visits the candidates only, 32 at a time; should d + F pass L it goes on over every row.
   // Then m and D of every hit, 32 at a time: m_k = m_{k-1} + ceil((S(h_k) - S(h_{k-1}) - F) / Q),
   // D_k = S(h_k) - m_k Q.
   // Cut counts per row need the hits only through D = e Q + d (d = D mod Q): with S = g Q + t,
@@ -1010,14 +1011,14 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
         all_rows = hits32(static_cast<int>(ce >> 16), ce & 0xffffu, ok, true);
       }
     }
-    if (all_rows) {   // rare: every row after the last hit, 32 per ballot
+    if (all_rows) {   // rare: every row after the last hit, 32 at a time
 #pragma unroll 1
       for (int w0 = h + 1; w0 < n; w0 += 32) {
         const int row = w0 + lane;
         hits32(row, row < n ? tarr[row] : 0u, row < n, false);
       }
     }
-    __syncwarp();   // lane 0's hit rows, read by every lane below
+    __syncwarp();   // the hit rows (stored by the lanes that found them), read by every lane below
     if (Hn > P + 1) Hn = P + 1;   // not reached: every hit ends a distinct part
     uint32_t mc = 0, Sp = 0;
 #pragma unroll 1
