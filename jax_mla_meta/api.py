@@ -340,8 +340,7 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
                               f"on {kmax} CTAs")
     if k == "low_smem":
         why += f"; on {kl} CTA{'s' if kl != 1 else ''}"
-        per_cta = -(-B // kl)
-        if -(-per_cta // 32) * 32 > 8192:   # the handler's rows_per_rank(B, K) > kChunk
+        if B > 8192 * kl:   # the handler's rows_per_rank(B, K) > kChunk (8,192, a multiple of its 32-row groups)
             why += (" with more than 8,192 rows each: a chunk-sums launch (dense mode) before the cluster and a "
                     "num_splits launch after it")
     cluster = ks if k == "smem" else (kl if k == "low_smem" else None)
