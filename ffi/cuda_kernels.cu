@@ -1185,11 +1185,252 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   return true;
 }
 
+// =============================== tiny dense batches: the warp path ===============================
+// Both kernels, dense mode, B <= kWarpPathRows (256), P <= kRowParts (256), tape total < 2^30 (else the general
+// path runs). Warp 0 does all the per-row work with no block barrier (row 32 i + lane in slot i of lane `lane`,
+// R slots), then one barrier, then every thread writes one part's rows of tile_scheduler_metadata.
+//  * F < Q: the chain of restarts is the row path's (row j is hit iff (t_j - d) mod Q <= F, d = t of the last
+//    hit), walked over every row, 32 per ballot round. With S = g Q + t, the k-th hit, at row h, begins part
+//    m_k = g_h - W_k and has D_k = t_h + W_k Q, where W_k counts the hits whose t fell below the one before
+//    (m_k = floor((S_h - D_{k-1}) / Q): one multiple of Q lies in the hit window when F < Q). Row j's first
+//    cut part is qa = g - W - [t < d], (d, W) of the last hit at or before it; num_splits telescopes as in the
+//    row path: splits[j] = j + qa - k (k: that hit's index), C = floor((total - D_K) / Q) - K - [rem <= F].
+//  * Q <= F: every row after the first is hit; with m_j = sum_{i<j} ceil(nblk_i / Q), row j begins part m_j
+//    and is cut by parts [m_j, m_{j+1} - 1): splits[j] = m_j, C = m_n - n.
+//  * The parts of row j begin at key_j = qa_j - [j is hit] (a hit row first owns the part that ends in its
+//    first F units), which does not decrease with j; every part before qt = K + C ends inside the tape. Part
+//    q < qt takes the last row with key <= q (a binary search over the keys), the others end with the tape.
+// Shared memory: key[32 R], then per row {qa | hit << 31, D + Q - S (so a cut part q ends at block
+// q Q + that), end_block of the row before, 0}. Scalars in Shared::u: n, C, qt, Q, end_block of row n - 1, and
+// a flag set when the total reaches 2^30.
+template <bool kSmem, int R>
+__device__ __forceinline__ bool warp_path(const Args& a) {
+  extern __shared__ __align__(16) uint8_t dyn[];
+  Shared* sh;
+  uint32_t* key;
+  if constexpr (kSmem) {
+    sh = reinterpret_cast<Shared*>(dyn);
+    key = reinterpret_cast<uint32_t*>(dyn + kSmemFixedBytes);
+  } else {
+    LowStatic* ls = low_static<false>();
+    sh = &ls->sh;
+    key = reinterpret_cast<uint32_t*>(ls->rec);
+  }
+  uint4* tab = reinterpret_cast<uint4*>(key + 32 * R);
+  uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // [0] n, [1] C, [2] qt, [3] Q, [4] end_block of n - 1, [5] flag
+  const int64_t g = a.batch0 + blockIdx.y;
+  const int B = static_cast<int>(a.B), P = a.c.num_parts;
+  int32_t* meta = a.meta + g * P * 8;
+  int32_t* splits = a.splits + g * (a.B + 1);
+  const int tid = threadIdx.x, lane = tid & 31;
+  if (tid < 32) {
+    const int32_t* lens = a.seqlens + g * a.B;
+    int32_t len[R];
+#pragma unroll
+    for (int i = 0; i < R; ++i) len[i] = 32 * i + lane < B ? lens[32 * i + lane] : 0;
+    const int n = static_cast<int>(valid_rows(a, g));
+    MLA_STAMP(0);
+    const uint32_t F = static_cast<uint32_t>(a.c.overhead);
+    constexpr uint32_t kCap = 1u << 30;
+    // costs (saturated at 2^30: the path needs a total below it), end_block of each row, and the tape S
+    uint32_t cost[R], lb[R], S[R], inc[R];
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      const uint32_t nb = nblk32(len[i], a);   // + F < 2^32
+      cost[i] = 32 * i + lane < n ? min(nb + F, kCap) : 0u;
+      lb[i] = len[i] == 0 ? 0u : nb;
+      inc[i] = cost[i];
+    }
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {   // the R window scans side by side
+#pragma unroll
+      for (int i = 0; i < R; ++i) {
+        const uint32_t o = __shfl_up_sync(kFull, inc[i], d);
+        if (lane >= d) inc[i] = min(inc[i] + o, kCap);
+      }
+    }
+    uint32_t total = 0;
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      S[i] = total + inc[i] - cost[i];
+      total = min(total + __shfl_sync(kFull, inc[i], 31), kCap);
+    }
+    MLA_STAMP(1);
+    if (n == 0 || total >= kCap) {   // uniform
+      if (lane == 0) {
+        sc[0] = static_cast<uint32_t>(n);
+        sc[5] = n == 0 ? 0u : 1u;
+      }
+    } else {
+      const uint32_t Q = (total + static_cast<uint32_t>(P) - 1) / static_cast<uint32_t>(P);
+      const FastDiv fq(Q);
+      uint32_t qa[R], hb[R], rb[R];   // first part, hit flag, D + Q - S
+      int32_t sp[R];                  // num_splits of the row
+      uint32_t C, K;
+      if (F < Q) {   // uniform
+        uint32_t gq[R], t[R];
+#pragma unroll
+        for (int i = 0; i < R; ++i) gq[i] = fq.div(S[i], t[i]);
+        MLA_STAMP(2);
+        uint32_t d = 0, W = 0, md[R], mW[R];
+        int k = 0, mk[R];
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+          md[i] = d;
+          mW[i] = W;
+          unsigned hit = 0;
+          if (32 * i < n) {   // uniform
+            const int row = 32 * i + lane;
+            const uint32_t tq = t[i] + Q;
+            unsigned live = __ballot_sync(kFull, row < n && row > 0);
+#pragma unroll 1
+            while (live != 0) {
+              const unsigned bal = __ballot_sync(kFull, min(t[i] - d, tq - d) <= F) & live;
+              if (bal == 0) break;
+              const int l = __ffs(bal) - 1;
+              const uint32_t nd = __shfl_sync(kFull, t[i], l);
+              W += nd < d ? 1u : 0u;
+              d = nd;
+              if (lane >= l) {
+                md[i] = d;
+                mW[i] = W;
+              }
+              hit |= 1u << l;
+              live &= ~((2u << l) - 1u);
+            }
+          }
+          hb[i] = (hit >> lane) & 1u;
+          mk[i] = k + __popc(hit & ((2u << lane) - 1u));
+          k += __popc(hit);
+        }
+        MLA_STAMP(9);
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+          qa[i] = gq[i] - mW[i] - (t[i] < md[i] ? 1u : 0u);
+          rb[i] = md[i] + mW[i] * Q + Q - S[i];
+          sp[i] = 32 * i + lane + static_cast<int>(qa[i]) - mk[i];
+        }
+        uint32_t r;
+        const uint32_t c = fq.div(total - (d + W * Q), r);
+        K = static_cast<uint32_t>(k);
+        C = c - K - (r <= F ? 1u : 0u);
+      } else {   // Q <= F: every row after the first is hit
+        uint32_t u[R];
+#pragma unroll
+        for (int i = 0; i < R; ++i) u[i] = 32 * i + lane < n ? fq.div(cost[i] - F + Q - 1) : 0u;
+        MLA_STAMP(2);
+        uint32_t m[R];
+#pragma unroll
+        for (int i = 0; i < R; ++i) m[i] = u[i];
+#pragma unroll
+        for (int d = 1; d < 32; d <<= 1) {
+#pragma unroll
+          for (int i = 0; i < R; ++i) {
+            const uint32_t o = __shfl_up_sync(kFull, m[i], d);
+            if (lane >= d) m[i] += o;
+          }
+        }
+        uint32_t base = 0;   // m_n <= total < 2^30
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+          const uint32_t ex = base + m[i] - u[i];
+          base += __shfl_sync(kFull, m[i], 31);
+          const int row = 32 * i + lane;
+          qa[i] = ex;
+          hb[i] = row > 0 ? 1u : 0u;
+          rb[i] = Q - ex * Q;
+          sp[i] = static_cast<int>(ex);
+        }
+        MLA_STAMP(9);
+        K = static_cast<uint32_t>(n - 1);
+        C = base - static_cast<uint32_t>(n);
+      }
+      // The rows' entries and num_splits; end_block of the row before each (lane 0: the window before's lane 31).
+      uint32_t last = 0;
+#pragma unroll
+      for (int i = 0; i < R; ++i) {
+        const int row = 32 * i + lane;
+        const uint32_t up = __shfl_up_sync(kFull, lb[i], 1);
+        const uint32_t prev = lane == 0 ? last : up;
+        last = __shfl_sync(kFull, lb[i], 31);
+        if (row < n) {
+          key[row] = qa[i] - hb[i];
+          tab[row] = make_uint4(qa[i] | (hb[i] << 31), rb[i], prev, 0u);
+          splits[row] = sp[i];
+          if (row == n - 1) sc[4] = lb[i];
+        }
+      }
+      if (lane == 0) {
+        sc[0] = static_cast<uint32_t>(n);
+        sc[1] = C;
+        sc[2] = K + C;
+        sc[3] = Q;
+        sc[5] = 0u;
+      }
+    }
+  }
+  __syncthreads();
+  MLA_STAMP(3);
+  const int n = static_cast<int>(sc[0]);
+  if (sc[5] != 0u) return false;   // uniform; nothing written yet
+  const int q = tid;
+  if (n == 0) {
+    if (q < P) {
+      int4* dst = reinterpret_cast<int4*>(meta + 8 * q);
+      dst[0] = make_int4(-1, 0, -1, 0);
+      dst[1] = make_int4(0, 0, 0, 0);
+    }
+    for (int p = tid; p <= B; p += blockDim.x) splits[p] = 0;
+    return true;
+  }
+  const int C = static_cast<int>(sc[1]), qt = static_cast<int>(sc[2]);
+  const uint32_t Q = sc[3];
+  for (int p = n + tid; p <= B; p += blockDim.x) splits[p] = n + C;
+  if (q < P) {
+    int er, eb, nr = -1, nb = 0, ns = 0;
+    if (q >= qt) {   // the tape ends inside part q
+      er = n - 1;
+      eb = static_cast<int>(sc[4]);
+    } else {
+      int j = 0;   // the last row with key <= q (key[0] = 0)
+#pragma unroll
+      for (int s = 16 * R; s >= 1; s >>= 1)
+        if (j + s < n && static_cast<int>(key[j + s]) <= q) j += s;
+      const uint4 e = tab[j];
+      const int qa = static_cast<int>(e.x & 0x7fffffffu);
+      if ((e.x >> 31) && q + 1 == qa) {   // part q ends in the first F units of row j
+        er = j - 1;
+        eb = static_cast<int>(e.z);
+        nr = j;
+      } else {   // part q cuts row j
+        er = nr = j;
+        eb = nb = static_cast<int>(static_cast<uint32_t>(q) * Q + e.y);
+        ns = q - qa + 1;
+      }
+    }
+    *reinterpret_cast<int2*>(meta + 8 * q + 2) = make_int2(er, eb);
+    if (q + 1 < P) {
+      *reinterpret_cast<int2*>(meta + 8 * (q + 1)) = make_int2(nr, nb);
+      *reinterpret_cast<int4*>(meta + 8 * (q + 1) + 4) = make_int4(ns, 0, 0, 0);
+    }
+    if (q == 0) {
+      *reinterpret_cast<int2*>(meta) = make_int2(0, 0);
+      *reinterpret_cast<int4*>(meta + 4) = make_int4(0, 0, 0, 0);
+    }
+  }
+  MLA_STAMP(4);
+  return true;
+}
+
 // =============================== the kernel (both variants) ===============================
-template <bool kSmem, int kNT>
+// kWR > 0: the warp path with kWR rows per lane (a tiny dense batch), falling back to the general path.
+template <bool kSmem, int kNT, int kWR>
 __device__ __forceinline__ void sched_body(const Args& a) {
   constexpr int kCh = kNT * kV;   // rows per chunk (a rank has one chunk unless kNT == 1024)
   MLA_STAMP(7);
+  if constexpr (kWR > 0) {
+    if (warp_path<kSmem, kWR>(a)) return;
+  }
   extern __shared__ __align__(16) uint8_t dyn[];
   const int64_t g = a.batch0 + blockIdx.y;
   const int64_t B = a.B;
@@ -1262,7 +1503,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   }
   int scan_parity = 0;
   auto scan_buf = [&]() { return sh->scan[(scan_parity++) & 1]; };
-  if (kNT == 256 && !sparse && rowpath_fits(B, P, K)) {   // small dense batches (256 threads hold them)
+  if (kNT == 256 && kWR == 0 && !sparse && rowpath_fits(B, P, K)) {   // small dense batches (256 threads hold them)
     uint8_t* region;
     if constexpr (kSmem) region = reinterpret_cast<uint8_t*>(rel); else region = reinterpret_cast<uint8_t*>(ls->rec);
     if (row_path<256>(a, nl, static_cast<int>(n), static_cast<int>(B), meta, splits, sh, region, scan_parity)) return;
@@ -1561,10 +1802,11 @@ __device__ __forceinline__ void sched_body(const Args& a) {
 
 // Thread count per CTA: 256, 512 or 1024 (a rank's rows in one chunk of 8 per thread when they fit; small
 // batches are bound by instruction issue, and every uniform step costs each warp).
-template <int kNT>
-__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT>(a); }
-template <int kNT>
-__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sched_body<false, kNT>(a); }
+// kWR > 0 (256 threads): the warp path for tiny dense batches, kWR rows per lane.
+template <int kNT, int kWR = 0>
+__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT, kWR>(a); }
+template <int kNT, int kWR = 0>
+__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sched_body<false, kNT, kWR>(a); }
 
 // ---- wide batches (low_smem, more than one chunk of 8,192 rows per rank: B > 131,072 on 16 CTAs) ----
 // One cluster streams every length twice per call otherwise (its sums, then num_splits), on at most 16 SMs.
@@ -1719,6 +1961,14 @@ cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl,
     at[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
     ++cfg.numAttrs;
+  }
+  if (nt == 256 && a.c.topk < 0 && warppath_fits(a.B, a.c.num_parts, K)) {   // tiny dense batches
+    switch (warppath_rows_per_lane(a.B)) {
+      case 1: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 1> : mla_low_smem_kernel<256, 1>, a);
+      case 2: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 2> : mla_low_smem_kernel<256, 2>, a);
+      case 4: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 4> : mla_low_smem_kernel<256, 4>, a);
+      default: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 8> : mla_low_smem_kernel<256, 8>, a);
+    }
   }
   if (nt == 256) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256> : mla_low_smem_kernel<256>, a);
   if (nt == 512) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<512> : mla_low_smem_kernel<512>, a);

@@ -141,13 +141,23 @@ MLA_HD constexpr bool rowpath_fits(int64_t B, int64_t P, int64_t K) {
   return K == 1 && B <= kRowPathRows && P <= kRowParts;
 }
 
+// Tiny dense batches (B <= kWarpPathRows, P <= kRowParts) take the "warp path" instead: one warp holds
+// warppath_rows_per_lane(B) rows per lane (1, 2, 4 or 8) and leaves per row a search key and a 16-byte entry.
+constexpr int64_t kWarpPathRows = 256;
+MLA_HD constexpr int warppath_rows_per_lane(int64_t B) { return B <= 32 ? 1 : (B <= 64 ? 2 : (B <= 128 ? 4 : 8)); }
+MLA_HD constexpr bool warppath_fits(int64_t B, int64_t P, int64_t K) {
+  return K == 1 && B <= kWarpPathRows && P <= kRowParts;
+}
+MLA_HD constexpr int64_t warppath_bytes(int64_t B) { return 20 * 32 * static_cast<int64_t>(warppath_rows_per_lane(B)); }
+
 // Dynamic shared memory per CTA of the smem kernel for B rows and P parts on a K-CTA cluster.
 inline int64_t smem_bytes(int64_t B, int64_t P, int64_t K = 1) {
   auto align16 = [](int64_t x) { return (x + 15) / 16 * 16; };
   const int64_t R = rows_per_rank(B, K);
   const int64_t tape = align16(4 * R) + align16(8 * (R / kGroup + 1)) + align16(kPartRecordBytes * P) +
                        align16(4 * P);
-  const int64_t rows = rowpath_fits(B, P, K) ? align16(rowpath_bytes(B, P)) : 0;
+  int64_t rows = rowpath_fits(B, P, K) ? align16(rowpath_bytes(B, P)) : 0;
+  if (warppath_fits(B, P, K) && warppath_bytes(B) > rows) rows = warppath_bytes(B);
   return kSmemFixedBytes + (tape > rows ? tape : rows);
 }
 

@@ -99,6 +99,36 @@ def test_row_path_walks(backend, F, hi, B, P):
     assert_same(backend.run(lens, P, F=F), ref(lens, P, F=F), f"{backend.name} F={F} B={B} P={P}")
 
 
+def test_warp_path_shapes(backend):
+    """Tiny dense batches (B <= 256, P <= 256: the kernels' warp path, 1, 2, 4 or 8 rows per lane) on both
+    sides of every size step, with F < Q (a walk of restarts) and Q <= F (every row restarts), short rows (many
+    restarts), padding (num_valid), other block sizes, and tapes of 2^30 blocks or more (the general path)."""
+    rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
+    tried = 0
+    for B in [1, 2, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 255, 256, 257]:
+        for _ in range(3):
+            P = int(rng.choice([1, 2, 7, 66, 132, 255, 256]))
+            F = int(rng.choice([0, 5, 5, 64, 2**20]))
+            bs = int(rng.choice([64, 64, 1, 128]))
+            if not backend.fits(B, P, bs=bs, F=F):   # the smem kernel with bs = 1
+                continue
+            G = 8
+            lens = np.stack([random_lengths(rng, B) if g % 2 else rng.integers(-2, 400, B)
+                             for g in range(G)]).astype(np.int32)
+            nv = rng.integers(0, B + 1, G).astype(np.int32)
+            nv[:4] = B
+            f = jax.jit(jax.vmap(lambda s, n: mm.schedule(s, num_sm_parts=P, kernel=backend.kernel, num_valid=n,
+                                                            block_size_n=bs, fixed_overhead_num_blocks=F,
+                                                            device=backend.device)))
+            meta, splits = (np.asarray(a) for a in f(jax.device_put(lens, backend.device),
+                                                      jax.device_put(nv, backend.device)))
+            for g in range(G):
+                assert_same((meta[g], splits[g]), ref(lens[g], P, num_valid=nv[g], bs=bs, F=F),
+                            f"{backend.name} B={B} P={P} F={F} bs={bs} num_valid={nv[g]} lens={lens[g][:8].tolist()}")
+                tried += 1
+    assert tried >= 100
+
+
 def test_poisoned_outputs_are_fully_written(backend):
     """Outputs alias buffers pre-filled with poison: every element must be overwritten."""
     rng = np.random.default_rng()

@@ -9,6 +9,11 @@ The row path never walks the batch part by part. It derives everything from S_j 
     floor((S - D) / Q) = g - e - [t < d] with S = g Q + t and D = e Q + d; when F < Q the cut counts of
     the rows before p telescope to qa_p - k (k: the last hit at or before p), so num_splits needs no scan;
   * each part's row from the marks "row j's first cut part is q".
+The "warp path" (B <= 256: one warp, every row walked, no candidates) adds two identities, modelled in
+warp_path_model: when F < Q the k-th restart, at row h with S_h = g Q + t, begins part m_k = g - W_k and has
+D_k = t + W_k Q (W_k: restarts whose t fell below the one before), so no division per restart; when Q <= F
+every row after the first restarts and row j begins part m_j = sum_{i<j} ceil(nblk_i / Q). Each part then
+finds its row by a binary search over keys (the first part a row owns), which never decrease.
 This module re-states those steps in Python, step for step, and compares the result with the reference on
 fresh random inputs. The GPU tests check the kernels themselves; this one keeps the identities they rely on
 under test on every machine.
@@ -132,3 +137,78 @@ def test_row_path_many_restarts(seed, B, hi, P):
     got = row_path_model(lens, P, 64, 5, B, B)
     want = reference.schedule(lens, P, 64, 5)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
+    """tile_scheduler_metadata and num_splits as the warp path computes them (needs a tape total < 2^30)."""
+    M = 2**32
+    nblk = [1 if x <= 1 else (int(x) - 1) // bs + 1 for x in lens[:n]]
+    S = [0]
+    for c in nblk:
+        S.append(S[-1] + c + F)
+    total = S[n]
+    assert total < 2**30
+    Q = -(-total // P)
+    if F < Q:   # the walk: per row (d, W) of the last restart at or before it
+        d = W = K = 0
+        qa, hit, rbase, splits = [], [], [], []
+        for j in range(n):
+            g, t = divmod(S[j], Q)
+            h = j > 0 and min((t - d) % M, (t + Q - d) % M) <= F
+            if h:
+                W, d, K = W + (t < d), t, K + 1
+            qa.append(g - W - (t < d))
+            hit.append(h)
+            rbase.append((d + W * Q + Q - S[j]) % M)
+            splits.append(j + qa[-1] - K)
+        c, r = divmod(total - (d + W * Q), Q)
+        C = c - K - (r <= F)
+    else:   # Q <= F: every row after the first restarts
+        m = [0]
+        for b in nblk:
+            m.append(m[-1] + -(-b // Q))
+        qa, hit, rbase, splits = m[:n], [j > 0 for j in range(n)], [(Q - x * Q) % M for x in m[:n]], m[:n]
+        K, C = n - 1, m[n] - n
+    key = [a - h for a, h in zip(qa, hit)]
+    assert all(x <= y for x, y in zip(key, key[1:])), "keys must not decrease"
+    qt = K + C
+    assert qt <= P
+    splits += [n + C] * (B + 1 - n)
+    lb = [0 if int(lens[j]) == 0 else nblk[j] for j in range(n)]
+    meta = np.zeros((P, 8), np.int64)
+    for q in range(P):
+        if q >= qt:   # the tape ends inside part q
+            end, nxt = (n - 1, lb[n - 1]), (-1, 0, 0)
+        else:
+            j = max(i for i in range(n) if key[i] <= q)
+            if hit[j] and q + 1 == qa[j]:   # part q ends in the first F units of row j
+                end, nxt = (j - 1, lb[j - 1]), (j, 0, 0)
+            else:   # part q cuts row j
+                eb = (q * Q + rbase[j]) % M
+                end, nxt = (j, eb), (j, eb, q - qa[j] + 1)
+        meta[q, 2:4] = end
+        if q + 1 < P:
+            meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
+    meta[0, 0:2], meta[0, 4] = (0, 0), 0
+    return meta.astype(np.int32), np.asarray(splits, np.int32)
+
+
+def test_warp_path_arithmetic_matches_reference():
+    rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
+    tried = 0
+    while tried < 600:
+        B = int(rng.choice([1, 2, 3, 31, 32, 33, 64, 100, 128, 200, 256]))
+        P = int(rng.choice([1, 2, 7, 66, 132, 200, 256]))
+        F = int(rng.choice([0, 1, 5, 5, 5, 64, 1000, 70_000, 2**20]))
+        bs = int(rng.choice([64, 64, 1, 3, 128]))
+        lens = (random_lengths(rng, B) if rng.random() < 0.7 else rng.integers(-2, 600, B)).astype(np.int32)
+        n = B if rng.random() < 0.7 else int(rng.integers(1, B + 1))
+        nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
+        if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
+            continue
+        got = warp_path_model(lens, P, bs, F, n, B)
+        want = reference.schedule(lens, P, bs, F, num_valid=n)
+        what = f"B={B} P={P} F={F} bs={bs} n={n} lens[:8]={lens[:8].tolist()}"
+        assert np.array_equal(got[0], want[0]), f"tile_scheduler_metadata differs: {what}"
+        assert np.array_equal(got[1], want[1]), f"num_splits differs: {what}"
+        tried += 1
