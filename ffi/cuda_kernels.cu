@@ -6,10 +6,11 @@
 //   (its "window"): the next part then restarts at that row, D += S_j + F - E_q (at most F).
 // Every output follows from the part ends E_q, the row r_q holding each end, and S.
 //
-// One launch per call (three for the low_smem kernel's "wide batches", see below). Small dense batches (up
-// to 1,792 rows, P <= 256) take the "row path" below on one CTA of 256 threads: each row derives from
-// S_j mod Q whether a part restarts on it and how many parts cut it, so only the short chain of restarts is
-// sequential. Otherwise each batch is one thread-block cluster of K CTAs
+// One launch per call (three for the low_smem kernel's "wide batches", see below). Small dense batches (P <=
+// 256) take one CTA of 256 threads: each row derives from S_j mod Q whether a part restarts on it and how
+// many parts cut it, so only the short chain of restarts is sequential. Up to 512 rows one warp does all the
+// per-row work (the "warp path", its own kernel instances); up to 1,792 rows the "row path" spreads it over
+// the CTA. Otherwise each batch is one thread-block cluster of K CTAs
 // of 256-1024 threads (K = 1 for small batches, up to 16); rank k owns a contiguous slice of the rows and a
 // slice of num_splits:
 //   1. (dense mode) each rank scans its rows' costs and publishes its sum to every rank (distributed shared
@@ -835,10 +836,11 @@ __device__ __forceinline__ int64_t valid_rows(const Args& a, int64_t g) {
 //    so warps 1-7, which own the rows, divide while warp 0 walks. When F < Q, the cut counts of the rows
 //    before row p telescope to floor((S_p - D) / Q) - k (k: the last hit at or before p), so num_splits needs
 //    no scan; otherwise a block scan of the cut counts gives it.
-//  * Each part finds its row from the marks "row j's first cut part is q" and its D from the marks "hit k's
-//    restart begins part m_k" (max-scans over parts).
+//  * Each part finds its row by a binary search over per-row keys (the first part the row owns: its first
+//    cut part, or the one before if the row is hit), as in the warp path.
 // Shared memory (a region of rowpath_bytes, schedule_core.h): S_j with bit 31 set for zero lengths, t_j, the
-// candidates, the hits (row, D, D / Q, D mod Q), the hit that begins each part and the marks (row, S).
+// candidates, the hits (row, D, D / Q, D mod Q); after the walk, the per-row entries of the metadata pass in
+// place of t and the candidates.
 // The low_smem kernel lends it its part records, cut rows and thread prefixes (the smem kernel sizes its
 // dynamic shared memory for it: smem_bytes in schedule_core.h).
 static_assert(rowpath_bytes(kRowPathRows, kRowParts) <=
@@ -900,12 +902,13 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   uint32_t* cand = tarr + Bc;      // per warp of rows (256 rows), its candidates: row << 16 | t, in row order
   uint32_t* ccount = cand + Bc;    // [8]: candidates per warp of rows
   uint32_t* hrow = ccount + 8;
-  int32_t* seg = reinterpret_cast<int32_t*>(hrow + P + 1);   // [P + 1]: the hit whose restart begins part q, or -1
-  uint32_t* hD = reinterpret_cast<uint32_t*>(seg + P + 1);
+  uint32_t* hD = hrow + P + 1;
   uint32_t* he = hD + P + 1;       // D / Q and D mod Q of every hit
   uint32_t* hd = he + P + 1;
-  int32_t* mark = reinterpret_cast<int32_t*>(hd + P + 1);
-  uint32_t* markS = reinterpret_cast<uint32_t*>(mark + P);
+  // After the walk, the per-row entries of the metadata pass replace t and the candidates: key << 16 | hit
+  // (key: the first part row j owns, see the warp path) and D + Q - S (a cut part q ends at block q Q + that).
+  uint32_t* kt = tarr;
+  uint32_t* rbt = cand;
   {   // the tape (zero-length flags in bit 31), S mod Q and this warp's candidates
     uint32_t s = excl, v[kV], t[kV], cm = 0;
 #pragma unroll
@@ -931,10 +934,6 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
       }
     }
     if (lane == 31 && warp * 32 * kV < B) ccount[warp] = static_cast<uint32_t>(pos);   // warps that hold rows
-  }
-  for (int q = tid; q <= P; q += kNT) {
-    if (q < P) mark[q] = -1;
-    seg[q] = q == 0 ? 0 : -1;
   }
   MLA_STAMP(12);
   MLA_STAMP(13);
@@ -1037,7 +1036,6 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
         hD[k] = D;
         he[k] = fq.div(D, dm);
         hd[k] = dm;
-        if (m <= static_cast<uint32_t>(P)) seg[m] = k;   // m <= P: the hit part m - 1 exists
       }
       mc = __shfl_sync(kFull, m, 31);
       Sp = __shfl_sync(kFull, Sh, 31);
@@ -1052,7 +1050,7 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   MLA_STAMP(3);
   const int Hn = static_cast<int>(sh->u[0]);
 
-  // Cut counts and marks, and num_splits: position p holds min(p, n) + (cuts of rows < p), n + C from n on.
+  // Cut counts, the per-row entries of the metadata pass, and num_splits: position p holds min(p, n) + (cuts of rows < p), n + C from n on.
   // When F < Q those cuts need no scan: inside the stretch of the k-th hit (D fixed), no row but the next hit
   // has (S_j - D) mod Q <= F, so the cut counts telescope to floor((S_p - D) / Q) - m_k, and the hit itself
   // adds m_k - k: cuts of rows < p = qa_p - k, with qa_p = floor((S_p - D) / Q) as below. Past the last row,
@@ -1080,10 +1078,9 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
         const uint32_t e = he[k], dd = hd[k];
         const uint32_t qa = ga[j] - e - (ta[j] < dd ? 1u : 0u), qb = gb[j] - e - (tb[j] < dd ? 1u : 0u);
         const int c = static_cast<int>(qb - qa);
-        if (c > 0 && qa < static_cast<uint32_t>(P)) {
-          mark[qa] = row;
-          markS[qa] = ga[j] * Q + ta[j];
-        }
+        const uint32_t hit = k > 0 && static_cast<int>(hrow[k]) == row ? 1u : 0u;
+        kt[row] = ((qa - hit) << 16) | hit;   // qa <= P <= 256
+        rbt[row] = hD[k] + Q - (ga[j] * Q + ta[j]);
         if (closed) splits[row] = row + static_cast<int>(qa) - k;
         tc += c;
       } else if (closed && j < kr && row <= B) {
@@ -1102,7 +1099,7 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
       for (int j = 0; j < kV; ++j)
         if (j < kr && r0 + j <= B) splits[r0 + j] = n + C;
     }
-    __syncthreads();   // the marks
+    __syncthreads();   // the per-row entries
     MLA_STAMP(11);
   } else {
     uint32_t C32;   // C < n + P: a 32-bit scan (never saturated at 2^31)
@@ -1121,54 +1118,35 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   for (int p = kRT * kr + tid; p <= B; p += kNT) splits[p] = n + C;
 
   // tile_scheduler_metadata: part q (one per thread) writes its end into row q and its successor's begin into
-  // row q + 1.
-  // pstar: the last marked part at or before q, and lo: the last hit whose restart begins at or before part q
-  // (its D applies to part q), without a barrier (marks and seg are visible since the cut phase's barrier): a
-  // warp scans its own 32 parts and reduces those of the warps before it.
-  const int q = tid;
-  int pstar = q < P && mark[q] >= 0 ? q : -1, lo = q < P ? seg[q] : -1;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int keep = lane >= o ? 0 : -1;
-    pstar = max(pstar, __shfl_up_sync(kFull, pstar, o) | keep);
-    lo = max(lo, __shfl_up_sync(kFull, lo, o) | keep);
-  }
-  {
-    int prev = -1, prevlo = 0;
-#pragma unroll
-    for (int b = 0; b < kNT / 32; ++b) {
-      const int i = 32 * b + lane;
-      if (b < warp && i < P) {
-        if (mark[i] >= 0) prev = i;
-        prevlo = max(prevlo, seg[i]);
-      }
-    }
-    pstar = max(pstar, __reduce_max_sync(kFull, prev));
-    lo = max(lo, __reduce_max_sync(kFull, prevlo));
-  }
+  // row q + 1. Every part before qt = K + C ends inside the tape (the K hits' parts and the C cuts); part q
+  // finds its row as the last one whose key is <= q (the keys never decrease; see the warp path).
+  const int q = tid, qt = Hn - 1 + C;
   if (q < P) {
     auto last_blk = [&](int j) {   // end_block of a part that ends on the boundary after row j
       const uint32_t v = Sarr[j];
       const uint32_t nxt = j + 1 < n ? (Sarr[j + 1] & 0x7fffffffu) : total;
       return (v >> 31) ? 0 : static_cast<int>(nxt - (v & 0x7fffffffu) - F);
     };
-    const int hq = seg[q + 1];   // > 0: a hit's restart begins part q + 1
     int er, eb, nr = -1, nb = 0, ns = 0;
-    if (hq > 0) {   // part q ends in the first F units of a row
-      const int h = static_cast<int>(hrow[hq]);
-      er = h - 1;
-      eb = last_blk(h - 1);
-      nr = h;
+    if (q >= qt) {   // the tape ends inside part q
+      er = n - 1;
+      eb = last_blk(n - 1);
     } else {
-      const int64_t E = static_cast<int64_t>(F) + static_cast<int64_t>(q + 1) * Q + hD[lo];
-      if (E >= static_cast<int64_t>(total) || pstar < 0) {   // the tape ends inside part q
-        er = n - 1;
-        eb = last_blk(n - 1);
+      const uint32_t lim = (static_cast<uint32_t>(q) << 16) | 0xffffu;
+      int j = 0;
+#pragma unroll 1
+      for (int s = n > 1 ? 1 << (31 - __clz(n - 1)) : 0; s >= 1; s >>= 1)
+        if (j + s < n && kt[j + s] <= lim) j += s;
+      const uint32_t e = kt[j];
+      const int qa = static_cast<int>((e >> 16) + (e & 1u));
+      if ((e & 1u) && q + 1 == qa) {   // part q ends in the first F units of row j
+        er = j - 1;
+        eb = last_blk(j - 1);
+        nr = j;
       } else {   // part q cuts row j
-        const int j = mark[pstar];
         er = nr = j;
-        eb = nb = static_cast<int>(E - markS[pstar] - F);
-        ns = q - pstar + 1;
+        eb = nb = static_cast<int>(static_cast<uint32_t>(q) * Q + rbt[j]);
+        ns = q - qa + 1;
       }
     }
     *reinterpret_cast<int2*>(meta + 8 * q + 2) = make_int2(er, eb);
@@ -1185,9 +1163,9 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   return true;
 }
 
-// =============================== tiny dense batches: the warp path ===============================
-// Both kernels, dense mode, B <= kWarpPathRows (256), P <= kRowParts (256), tape total < 2^30 (else the general
-// path runs). Warp 0 does all the per-row work with no block barrier (row 32 i + lane in slot i of lane `lane`,
+// =============================== small dense batches: the warp path ===============================
+// Both kernels, dense mode, B <= kWarpPathRows (512), P <= kRowParts (256), tape total < 2^30 and every row
+// cost < 2^26 (else the general path runs). Warp 0 does all the per-row work with no block barrier (row 32 i + lane in slot i of lane `lane`,
 // R slots), then one barrier, then every thread writes one part's rows of tile_scheduler_metadata.
 //  * F < Q: the chain of restarts is the row path's (row j is hit iff (t_j - d) mod Q <= F, d = t of the last
 //    hit), walked over every row, 32 per ballot round. With S = g Q + t, the k-th hit, at row h, begins part
@@ -1231,13 +1209,17 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
     const int n = static_cast<int>(valid_rows(a, g));
     MLA_STAMP(0);
     const uint32_t F = static_cast<uint32_t>(a.c.overhead);
-    constexpr uint32_t kCap = 1u << 30;
-    // costs (saturated at 2^30: the path needs a total below it), end_block of each row, and the tape S
-    uint32_t cost[R], lb[R], S[R], inc[R];
+    // The path needs a total below 2^30. Costs are capped at 2^26 (a capped row sends the batch to the general
+    // path; with block_size_n >= 64 none is), so a window of 32 adds up in 32 bits without saturating.
+    constexpr uint32_t kCap = 1u << 30, kRowCap = 1u << 26;
+    uint32_t cost[R], lb[R], S[R], inc[R];   // costs, end_block of each row, the tape S
+    bool big = false;
 #pragma unroll
     for (int i = 0; i < R; ++i) {
       const uint32_t nb = nblk32(len[i], a);   // + F < 2^32
-      cost[i] = 32 * i + lane < n ? min(nb + F, kCap) : 0u;
+      const bool in = 32 * i + lane < n;
+      big |= in && nb + F >= kRowCap;
+      cost[i] = in ? min(nb + F, kRowCap) : 0u;
       lb[i] = len[i] == 0 ? 0u : nb;
       inc[i] = cost[i];
     }
@@ -1246,7 +1228,7 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 #pragma unroll
       for (int i = 0; i < R; ++i) {
         const uint32_t o = __shfl_up_sync(kFull, inc[i], d);
-        if (lane >= d) inc[i] = min(inc[i] + o, kCap);
+        if (lane >= d) inc[i] += o;
       }
     }
     uint32_t total = 0;
@@ -1256,7 +1238,7 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
       total = min(total + __shfl_sync(kFull, inc[i], 31), kCap);
     }
     MLA_STAMP(1);
-    if (n == 0 || total >= kCap) {   // uniform
+    if (n == 0 || total >= kCap || __any_sync(kFull, big)) {   // uniform
       if (lane == 0) {
         sc[0] = static_cast<uint32_t>(n);
         sc[5] = n == 0 ? 0u : 1u;
@@ -1423,7 +1405,7 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 }
 
 // =============================== the kernel (both variants) ===============================
-// kWR > 0: the warp path with kWR rows per lane (a tiny dense batch), falling back to the general path.
+// kWR > 0: the warp path with kWR rows per lane (a small dense batch), falling back to the general path.
 template <bool kSmem, int kNT, int kWR>
 __device__ __forceinline__ void sched_body(const Args& a) {
   constexpr int kCh = kNT * kV;   // rows per chunk (a rank has one chunk unless kNT == 1024)
@@ -1444,7 +1426,11 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   uint8_t* ws = a.ws + g * a.ws_stride;
   // Dense mode: rank k owns rows [k R, k R + R) of the batch (cut at num_valid). Its first lengths are
   // requested before num_valid arrives, so the two memory round trips overlap.
-  int64_t R = rows_per_rank(B, K);
+  // K is a power of two (cluster_for, smem_cluster): shifts, not the 64-bit divisions of rows_per_rank, which
+  // a lone warp pays for before its first load is even addressed.
+  const int kLog = __ffs(static_cast<int>(K)) - 1;
+  const int64_t Rcap = (((B + K - 1) >> kLog) + kGroup - 1) & ~static_cast<int64_t>(kGroup - 1);   // rows_per_rank
+  int64_t R = Rcap;
   if (!kSmem && R > kCh) R = (R + kCh - 1) / kCh * kCh;   // whole chunks when a rank has several
   const int64_t r0 = static_cast<int64_t>(rank) * R, rB = imin64(r0 + R, B);
   int32_t nl[kV];
@@ -1456,7 +1442,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   // num_splits positions [k_lo, k_hi) belong to this rank.
-  const int64_t per_rank_pos = ((B + 1 + K - 1) / K + 3) & ~int64_t(3);   // 16-byte aligned slices
+  const int64_t per_rank_pos = (((B + K) >> kLog) + 3) & ~int64_t(3);   // ceil((B + 1) / K), 16-byte aligned
   const int k_lo = static_cast<int>(imin64(B + 1, rank * per_rank_pos));
   const int k_hi = static_cast<int>(imin64(B + 1, (rank + 1) * per_rank_pos));
 
@@ -1481,7 +1467,6 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   uint32_t* rel = nullptr;
   int64_t* gbase = nullptr;
   LowStatic* ls = low_static<kSmem>();
-  const int64_t Rcap = rows_per_rank(B, K);
   bool global_parts = false;   // records and cut rows in the workspace (low_smem with P > kStageParts)
   if constexpr (kSmem) {
     auto al16 = [](int64_t x) { return (x + 15) / 16 * 16; };
@@ -1802,7 +1787,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
 
 // Thread count per CTA: 256, 512 or 1024 (a rank's rows in one chunk of 8 per thread when they fit; small
 // batches are bound by instruction issue, and every uniform step costs each warp).
-// kWR > 0 (256 threads): the warp path for tiny dense batches, kWR rows per lane.
+// kWR > 0 (256 threads): the warp path for small dense batches, kWR rows per lane.
 template <int kNT, int kWR = 0>
 __global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT, kWR>(a); }
 template <int kNT, int kWR = 0>
@@ -1962,12 +1947,13 @@ cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl,
     at[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
     ++cfg.numAttrs;
   }
-  if (nt == 256 && a.c.topk < 0 && warppath_fits(a.B, a.c.num_parts, K)) {   // tiny dense batches
+  if (nt == 256 && a.c.topk < 0 && warppath_fits(a.B, a.c.num_parts, K)) {   // small dense batches
     switch (warppath_rows_per_lane(a.B)) {
       case 1: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 1> : mla_low_smem_kernel<256, 1>, a);
       case 2: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 2> : mla_low_smem_kernel<256, 2>, a);
       case 4: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 4> : mla_low_smem_kernel<256, 4>, a);
-      default: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 8> : mla_low_smem_kernel<256, 8>, a);
+      case 8: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 8> : mla_low_smem_kernel<256, 8>, a);
+      default: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 16> : mla_low_smem_kernel<256, 16>, a);
     }
   }
   if (nt == 256) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256> : mla_low_smem_kernel<256>, a);
@@ -2016,6 +2002,8 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
                                        "), the device allows " + std::to_string(optin));
   const bool use_smem = kernel == kSmem || (kernel == kAuto && ks > 0);
   const int K = use_smem ? ks : cluster_for(sh.B, kmax);
+  if (K < 1 || (K & (K - 1)) != 0)   // the kernels divide by K with shifts
+    return ffi::Error::Internal("jax_mla_meta: cluster size " + std::to_string(K) + " is not a power of two");
   Args a{};
   a.seqlens = seqlens.typed_data();
   a.num_valid = num_valid.typed_data();

@@ -8,7 +8,8 @@ The row path never walks the batch part by part. It derives everything from S_j 
   * the cut count of row j from quotients that do not depend on the hits:
     floor((S - D) / Q) = g - e - [t < d] with S = g Q + t and D = e Q + d; when F < Q the cut counts of
     the rows before p telescope to qa_p - k (k: the last hit at or before p), so num_splits needs no scan;
-  * each part's row from the marks "row j's first cut part is q".
+  * each part's row by a binary search over per-row keys (the first part a row owns: its first cut part, or
+    the one before it when the row is hit).
 The "warp path" (B <= 256: one warp, every row walked, no candidates) adds two identities, modelled in
 warp_path_model: when F < Q the k-th restart, at row h with S_h = g Q + t, begins part m_k = g - W_k and has
 D_k = t + W_k Q (W_k: restarts whose t fell below the one before), so no division per restart; when Q <= F
@@ -63,7 +64,7 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
         hm.append(hm[-1] + -(-(S[hrow[k]] - S[hrow[k - 1]] - F) // Q))
         hD.append(S[hrow[k]] - hm[-1] * Q)
 
-    mark, markS, cuts, k, closed = [-1] * P, [0] * P, [], 0, []
+    cuts, k, closed, key, hit, rbase = [], 0, [], [], [], []
     for j in range(n):
         if k + 1 < len(hrow) and hrow[k + 1] == j:
             k += 1
@@ -73,8 +74,9 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
         qa, qb = ga - e - (ta < dd), gb - e - (tb < dd)
         cuts.append(qb - qa)
         closed.append(j + qa - k)
-        if qb > qa and qa < P:
-            mark[qa], markS[qa] = j, S[j]
+        hit.append(k > 0 and hrow[k] == j)
+        key.append(qa - hit[-1])   # the first part row j owns
+        rbase.append(hD[k] + Q - S[j])
     if F < Q:   # the kernel's num_splits without a scan: cuts of rows < p = qa_p - k_p; C from the last hit
         c, r = divmod(total - hD[-1], Q)
         C = c - (len(hrow) - 1) - (r <= F)
@@ -82,25 +84,24 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     else:
         C = sum(cuts)
         splits = [min(p, n) + (sum(cuts[:p]) if p <= n else C) for p in range(B + 1)]
+    assert C == sum(cuts) and all(x <= y for x, y in zip(key, key[1:]))
 
     def last_blk(j):
         return 0 if int(lens[j]) == 0 else S[j + 1] - S[j] - F
 
     meta = np.zeros((P, 8), np.int64)
-    pstar = -1
+    qt = len(hrow) - 1 + C   # parts that end inside the tape
     for q in range(P):
-        pstar = q if mark[q] >= 0 else pstar
-        lo = max(i for i in range(len(hm)) if hm[i] <= q)
-        if lo + 1 < len(hm) and hm[lo + 1] == q + 1:   # part q ends in the first F units of row h
-            h = hrow[lo + 1]
-            end, nxt = (h - 1, last_blk(h - 1)), (h, 0, 0)
+        if q >= qt:   # the tape ends inside part q
+            end, nxt = (n - 1, last_blk(n - 1)), (-1, 0, 0)
         else:
-            E = F + (q + 1) * Q + hD[lo]
-            if E >= total or pstar < 0:   # the tape ends inside part q
-                end, nxt = (n - 1, last_blk(n - 1)), (-1, 0, 0)
+            j = max(i for i in range(n) if key[i] <= q)
+            qa = key[j] + hit[j]
+            if hit[j] and q + 1 == qa:   # part q ends in the first F units of row j
+                end, nxt = (j - 1, last_blk(j - 1)), (j, 0, 0)
             else:   # part q cuts row j
-                j = mark[pstar]
-                end, nxt = (j, E - markS[pstar] - F), (j, E - markS[pstar] - F, q - pstar + 1)
+                eb = q * Q + rbase[j]
+                end, nxt = (j, eb), (j, eb, q - qa + 1)
         meta[q, 2:4] = end
         if q + 1 < P:
             meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
