@@ -7,10 +7,13 @@ Thread 0 of rank 0 stamps clock64() into the workspace; phases (see cuda_kernels
   rows: rank sums exchanged, each lo_q's row found and broadcast, cluster barrier,
   walk: the walker (window walker, P <= 512: the chain of restarts and the per-window masks), out: metadata
   and num_splits (window walker: per-window cut rows and metadata, a barrier, then num_splits).
-On the dense row path (one CTA, B <= 1,792, P <= 256) the same stamps mean: rows = the tape, S mod Q and the
+On the dense row path (one CTA, 512 < B <= 1,792, P <= 256) the same stamps mean: rows = the tape, S mod Q and the
 candidate lists, then a barrier; walk.chain = warp 0's walk and the m/D pass; out.windows = nothing (thread 0
 owns no rows there); out.barrier = the cut counts of warps 1-7 and their block scan; out.splits = num_splits
 and the metadata.
+On the dense warp path (B <= 512, P <= 256) the stamps are 7 (entry), 0 (loads), 1 (window scans), 2 (Q and
+S = g Q + t), 9 (the walk), 3 (the per-row entries, num_splits and the barrier), 4 (metadata): read them as
+benchmarks/README.md's warp-path table does (this script's phase names do not fit that path).
 On wide batches (low_smem past 8,192 rows per CTA: three launches) the stamps are the cluster kernel's: start
 includes waiting for mla_chunk_sums_kernel, scan = the scan of the sums it stored (no loads, no first chunk),
 and out.splits = handing the cut rows to mla_splits_kernel."""
