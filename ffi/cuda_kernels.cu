@@ -1050,7 +1050,8 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
   MLA_STAMP(3);
   const int Hn = static_cast<int>(sh->u[0]);
 
-  // Cut counts, the per-row entries of the metadata pass, and num_splits: position p holds min(p, n) + (cuts of rows < p), n + C from n on.
+  // Cut counts, the per-row entries of the metadata pass, and num_splits: position p holds min(p, n) + (cuts
+  // of rows < p), n + C from n on.
   // When F < Q those cuts need no scan: inside the stretch of the k-th hit (D fixed), no row but the next hit
   // has (S_j - D) mod Q <= F, so the cut counts telescope to floor((S_p - D) / Q) - m_k, and the hit itself
   // adds m_k - k: cuts of rows < p = qa_p - k, with qa_p = floor((S_p - D) / Q) as below. Past the last row,
@@ -1165,8 +1166,9 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
 
 // =============================== small dense batches: the warp path ===============================
 // Both kernels, dense mode, B <= kWarpPathRows (512), P <= kRowParts (256), tape total < 2^30 and every row
-// cost < 2^26 (else the general path runs). Warp 0 does all the per-row work with no block barrier (row 32 i + lane in slot i of lane `lane`,
-// R slots), then one barrier, then every thread writes one part's rows of tile_scheduler_metadata.
+// cost < 2^26 (else the general path runs). Warp 0 does all the per-row work with no block barrier (row
+// 32 i + lane in slot i of lane `lane`, R slots), then one barrier, then every thread writes one part's rows
+// of tile_scheduler_metadata.
 //  * F < Q: the chain of restarts is the row path's (row j is hit iff (t_j - d) mod Q <= F, d = t of the last
 //    hit), walked over every row, 32 per ballot round. With S = g Q + t, the k-th hit, at row h, begins part
 //    m_k = g_h - W_k and has D_k = t_h + W_k Q, where W_k counts the hits whose t fell below the one before
@@ -1180,7 +1182,7 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
 //    q < qt takes the last row with key <= q (a binary search over the keys), the others end with the tape.
 // Shared memory: key[32 R], then per row {qa | hit << 31, D + Q - S (so a cut part q ends at block
 // q Q + that), end_block of the row before, 0}. Scalars in Shared::u: n, C, qt, Q, end_block of row n - 1, and
-// a flag set when the total reaches 2^30.
+// a flag set when the total reaches 2^30 or a row cost 2^26 (then the caller runs the general path).
 template <bool kSmem, int R>
 __device__ __forceinline__ bool warp_path(const Args& a) {
   extern __shared__ __align__(16) uint8_t dyn[];
@@ -1410,8 +1412,8 @@ template <bool kSmem, int kNT, int kWR>
 __device__ __forceinline__ void sched_body(const Args& a) {
   constexpr int kCh = kNT * kV;   // rows per chunk (a rank has one chunk unless kNT == 1024)
   MLA_STAMP(7);
-  if constexpr (kWR > 0) {
-    if (warp_path<kSmem, kWR>(a)) return;
+  if constexpr (kWR > 0) {   // the handler launches these instances for dense batches only
+    if (a.c.topk < 0 && warp_path<kSmem, kWR>(a)) return;
   }
   extern __shared__ __align__(16) uint8_t dyn[];
   const int64_t g = a.batch0 + blockIdx.y;

@@ -29,15 +29,19 @@ from conftest import random_lengths
 from jax_mla_meta import reference
 
 
-def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
-    """tile_scheduler_metadata and num_splits as the row path computes them (needs a tape total < 2^30)."""
+def tape(lens, P: int, bs: int, F: int, n: int):
+    """Blocks per row, the prefix sums S (n + 1 of them), the total and Q = ceil(total / P)."""
     nblk = [1 if x <= 1 else (int(x) - 1) // bs + 1 for x in lens[:n]]
     S = [0]
     for c in nblk:
         S.append(S[-1] + c + F)
-    total = S[n]
-    assert total < 2**30
-    Q = -(-total // P)
+    assert S[n] < 2**30   # the paths' 32-bit arithmetic; the kernels take the general path otherwise
+    return nblk, S, S[n], -(-S[n] // P)
+
+
+def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
+    """tile_scheduler_metadata and num_splits as the row path computes them (needs a tape total < 2^30)."""
+    nblk, S, total, Q = tape(lens, P, bs, F, n)
     t = [s % Q for s in S[:n]]
     L = min(Q - 1, 48 + 2 * F, 0xFFFF)
 
@@ -109,27 +113,6 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
-def test_row_path_arithmetic_matches_reference():
-    rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
-    tried = fallback = 0
-    while tried < 300:
-        B = int(rng.choice([1, 2, 3, 31, 32, 33, 130, 512, 1000, 1792]))
-        P = int(rng.choice([1, 2, 7, 66, 132, 200, 256]))
-        F = int(rng.choice([0, 1, 5, 5, 5, 64, 1000, 70_000, 2**20]))
-        bs = int(rng.choice([64, 64, 1, 3, 128]))
-        lens = random_lengths(rng, B).astype(np.int32)
-        n = B if rng.random() < 0.7 else int(rng.integers(1, B + 1))
-        nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
-        if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
-            continue
-        got = row_path_model(lens, P, bs, F, n, B)
-        want = reference.schedule(lens, P, bs, F, num_valid=n)
-        what = f"B={B} P={P} F={F} bs={bs} n={n} lens[:8]={lens[:8].tolist()}"
-        assert np.array_equal(got[0], want[0]), f"tile_scheduler_metadata differs: {what}"
-        assert np.array_equal(got[1], want[1]), f"num_splits differs: {what}"
-        tried += 1
-
-
 @pytest.mark.parametrize("seed,B,hi,P", [(0, 1500, 500, 132), (1, 1700, 2000, 256)])
 def test_row_path_many_restarts(seed, B, hi, P):
     """Batches whose chain of restarts outgrows the candidate bound, so the walk goes on over every row; the
@@ -143,13 +126,7 @@ def test_row_path_many_restarts(seed, B, hi, P):
 def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     """tile_scheduler_metadata and num_splits as the warp path computes them (needs a tape total < 2^30)."""
     M = 2**32
-    nblk = [1 if x <= 1 else (int(x) - 1) // bs + 1 for x in lens[:n]]
-    S = [0]
-    for c in nblk:
-        S.append(S[-1] + c + F)
-    total = S[n]
-    assert total < 2**30
-    Q = -(-total // P)
+    nblk, S, total, Q = tape(lens, P, bs, F, n)
     if F < Q:   # the walk: per row (d, W) of the last restart at or before it
         d = W = K = 0
         qa, hit, rbase, splits = [], [], [], []
@@ -194,11 +171,16 @@ def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
-def test_warp_path_arithmetic_matches_reference():
+@pytest.mark.parametrize("model,sizes,count", [
+    (row_path_model, [1, 2, 3, 31, 32, 33, 130, 512, 1000, 1792], 300),
+    (warp_path_model, [1, 2, 3, 31, 32, 33, 64, 100, 128, 200, 256, 257, 400, 512], 600),
+], ids=["row_path", "warp_path"])
+def test_model_matches_reference(model, sizes, count):
+    """Each model against the reference on fresh random batches of the sizes its path takes."""
     rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
     tried = 0
-    while tried < 600:
-        B = int(rng.choice([1, 2, 3, 31, 32, 33, 64, 100, 128, 200, 256]))
+    while tried < count:
+        B = int(rng.choice(sizes))
         P = int(rng.choice([1, 2, 7, 66, 132, 200, 256]))
         F = int(rng.choice([0, 1, 5, 5, 5, 64, 1000, 70_000, 2**20]))
         bs = int(rng.choice([64, 64, 1, 3, 128]))
@@ -207,7 +189,7 @@ def test_warp_path_arithmetic_matches_reference():
         nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
         if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
             continue
-        got = warp_path_model(lens, P, bs, F, n, B)
+        got = model(lens, P, bs, F, n, B)
         want = reference.schedule(lens, P, bs, F, num_valid=n)
         what = f"B={B} P={P} F={F} bs={bs} n={n} lens[:8]={lens[:8].tolist()}"
         assert np.array_equal(got[0], want[0]), f"tile_scheduler_metadata differs: {what}"
