@@ -109,8 +109,8 @@ def test_warp_path_shapes(backend):
         for _ in range(3):
             P = int(rng.choice([1, 2, 7, 66, 132, 255, 256]))
             F = int(rng.choice([0, 5, 5, 64, 2**20]))
-            bs = int(rng.choice([64, 64, 1, 128]))
-            if not backend.fits(B, P, bs=bs, F=F):   # the smem kernel with bs = 1
+            bs = int(rng.choice([64, 64, 1, 3, 128]))
+            if not backend.fits(B, P, bs=bs, F=F):   # the smem kernel with bs = 1 or 3
                 continue
             G = 8
             lens = np.stack([random_lengths(rng, B) if g % 2 else rng.integers(-2, 400, B)
