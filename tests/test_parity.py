@@ -100,9 +100,10 @@ def test_row_path_walks(backend, F, hi, B, P):
 
 
 def test_warp_path_shapes(backend):
-    """Tiny dense batches (B <= 512, P <= 256: the kernels' warp path, 1, 2, 4, 8 or 16 rows per lane) on both
+    """Small dense batches (B <= 512, P <= 256: the kernels' warp path, 1, 2, 4, 8 or 16 rows per lane) on both
     sides of every size step, with F < Q (a walk of restarts) and Q <= F (every row restarts), short rows (many
-    restarts), padding (num_valid), other block sizes, and tapes of 2^30 blocks or more (the general path)."""
+    restarts), padding (num_valid), other block sizes, and tapes of 2^30 blocks or more or rows of 2^26 blocks
+    or more (both sent to the general path)."""
     rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
     tried = 0
     for B in [1, 2, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 400, 511, 512, 513]:
