@@ -1412,7 +1412,7 @@ template <bool kSmem, int kNT, int kWR>
 __device__ __forceinline__ void sched_body(const Args& a) {
   constexpr int kCh = kNT * kV;   // rows per chunk (a rank has one chunk unless kNT == 1024)
   MLA_STAMP(7);
-  if constexpr (kWR > 0) {   // the handler launches these instances for dense batches only
+  if constexpr (kWR > 0) {   // the handler launches these instances only for dense batches with P <= 256
     if (a.c.topk < 0 && warp_path<kSmem, kWR>(a)) return;
   }
   extern __shared__ __align__(16) uint8_t dyn[];
