@@ -1183,6 +1183,9 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
 // Shared memory: key[32 R], then per row {qa | hit << 31, D + Q - S (so a cut part q ends at block
 // q Q + that), end_block of the row before, 0}. Scalars in Shared::u: n, C, qt, Q, end_block of row n - 1, and
 // a flag set when the total reaches 2^30 or a row cost 2^26 (then the caller runs the general path).
+static_assert(warppath_bytes(kWarpPathRows) <= kPartRecordBytes * kStageParts,
+              "the warp path must fit the low_smem kernel's part records");
+static_assert(kWarpPathRows == 32 * 16 && kRowParts <= 256, "the warp path: 16 rows per lane, a thread per part");
 template <bool kSmem, int R>
 __device__ __forceinline__ bool warp_path(const Args& a) {
   extern __shared__ __align__(16) uint8_t dyn[];
