@@ -149,50 +149,41 @@ __device__ __forceinline__ int64_t cost_of(int32_t len, const Args& a) {
 }
 
 // ---- warp / block scans ----
-template <typename T>
-__device__ __forceinline__ T warp_inclusive_sum(T v) {
+// The scans add with `op`: Plus, or SatPlus (32 bits, saturating at `cap` <= 2^31: two saturated values still
+// add without wrapping, and min(a + b, cap) is associative, so the result is exact while the total stays below
+// cap).
+struct Plus {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct SatPlus {
+  uint32_t cap;
+  __device__ __forceinline__ uint32_t operator()(uint32_t a, uint32_t b) const { return min(a + b, cap); }
+};
+
+template <typename T, typename Op = Plus>
+__device__ __forceinline__ T warp_inclusive_sum(T v, Op op = Op()) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int d = 1; d < 32; d <<= 1) {
     const T o = __shfl_up_sync(kFull, v, d);
-    if (lane >= d) v += o;
+    if (lane >= d) v = op(v, o);
   }
   return v;
 }
 
 // Exclusive block sum of one value per thread with a single barrier: every warp scans the 32 warp totals
 // itself. `buf` (32 values) must alternate between consecutive calls.
-__device__ __forceinline__ int64_t block_exclusive_sum(int64_t v, int64_t* buf, int64_t* total) {
+template <typename T, typename Op = Plus>
+__device__ __forceinline__ T block_exclusive_sum(T v, T* buf, T* total, Op op = Op()) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t w = warp_inclusive_sum(v);
+  const T w = warp_inclusive_sum(v, op);
   if (lane == 31) buf[warp] = w;
   __syncthreads();
-  const int64_t s = warp_inclusive_sum(lane < static_cast<int>(blockDim.x >> 5) ? buf[lane] : int64_t(0));
-  const int64_t before = __shfl_sync(kFull, s, (warp + 31) & 31);
+  const T s = warp_inclusive_sum(lane < static_cast<int>(blockDim.x >> 5) ? buf[lane] : T(0), op);
+  const T before = __shfl_sync(kFull, s, (warp + 31) & 31);
   *total = __shfl_sync(kFull, s, 31);
-  return (warp ? before : 0) + w - v;
-}
-
-// The same in 32 bits, saturating at `cap` (<= 2^31: two saturated values still add without wrapping, and
-// min(a + b, cap) is associative). The result is exact when the total stays below cap.
-__device__ __forceinline__ uint32_t block_exclusive_sum_sat(uint32_t v, uint32_t* buf, uint32_t cap,
-                                                            uint32_t* total) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  auto scan = [&](uint32_t x) {
-#pragma unroll
-    for (int d = 1; d < 32; d <<= 1) {
-      const uint32_t o = __shfl_up_sync(kFull, x, d);
-      if (lane >= d) x = min(x + o, cap);
-    }
-    return x;
-  };
-  const uint32_t w = scan(v);
-  if (lane == 31) buf[warp] = w;
-  __syncthreads();
-  const uint32_t s = scan(lane < static_cast<int>(blockDim.x >> 5) ? buf[lane] : 0u);
-  const uint32_t before = __shfl_sync(kFull, s, (warp + 31) & 31);
-  *total = __shfl_sync(kFull, s, 31);
-  return (warp ? before : 0u) + w - v;
+  return (warp ? before : T(0)) + w - v;
 }
 
 // a / b for a >= 0, b > 0, with a 32-bit division when both fit (the common case; a 64-bit one is ~4x longer).
@@ -887,9 +878,9 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     if (in && nl[j] == 0) zero |= 1u << j;
   }
   uint32_t total;
-  const uint32_t excl = block_exclusive_sum_sat(tsum < kCap ? static_cast<uint32_t>(tsum) : kCap,
-                                                reinterpret_cast<uint32_t*>(sh->scan[(scan_parity++) & 1]),
-                                                kCap, &total);
+  const uint32_t excl = block_exclusive_sum(tsum < kCap ? static_cast<uint32_t>(tsum) : kCap,
+                                            reinterpret_cast<uint32_t*>(sh->scan[(scan_parity++) & 1]), &total,
+                                            SatPlus{kCap});
   if (total >= kCap) return false;   // uniform
   MLA_STAMP(1);
   const uint32_t Q = (total + static_cast<uint32_t>(P) - 1) / static_cast<uint32_t>(P);   // >= 1: total >= 1
@@ -1104,8 +1095,9 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     MLA_STAMP(11);
   } else {
     uint32_t C32;   // C < n + P: a 32-bit scan (never saturated at 2^31)
-    const int cex = static_cast<int>(block_exclusive_sum_sat(
-        static_cast<uint32_t>(tc), reinterpret_cast<uint32_t*>(sh->scan[(scan_parity++) & 1]), 1u << 31, &C32));
+    const int cex = static_cast<int>(block_exclusive_sum(
+        static_cast<uint32_t>(tc), reinterpret_cast<uint32_t*>(sh->scan[(scan_parity++) & 1]), &C32,
+        SatPlus{1u << 31}));
     MLA_STAMP(11);
     C = static_cast<int>(C32);
     if (warp > 0) {
