@@ -809,6 +809,29 @@ __device__ __forceinline__ int64_t valid_rows(const Args& a, int64_t g) {
   return nv < 0 ? 0 : (nv > a.B ? a.B : nv);
 }
 
+// Rows of tile_scheduler_metadata written by the part that owns them (row and warp paths): part q's end
+// (er, eb) in row q, its successor's begin (nr, nb, ns) in row q + 1, and part 0 also row 0's begin.
+__device__ __forceinline__ void store_part_rows(int32_t* meta, int q, int P, int er, int eb, int nr, int nb, int ns) {
+  *reinterpret_cast<int2*>(meta + 8 * q + 2) = make_int2(er, eb);
+  if (q + 1 < P) {
+    *reinterpret_cast<int2*>(meta + 8 * (q + 1)) = make_int2(nr, nb);
+    *reinterpret_cast<int4*>(meta + 8 * (q + 1) + 4) = make_int4(ns, 0, 0, 0);
+  }
+  if (q == 0) {
+    *reinterpret_cast<int2*>(meta) = make_int2(0, 0);
+    *reinterpret_cast<int4*>(meta + 4) = make_int4(0, 0, 0, 0);
+  }
+}
+
+// tile_scheduler_metadata of a batch with no valid rows: every row [-1, 0, -1, 0, 0, 0, 0, 0] (all threads).
+__device__ __forceinline__ void store_empty_rows(int32_t* meta, int P) {
+  for (int p = threadIdx.x; p < P; p += blockDim.x) {
+    int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
+    dst[0] = make_int4(-1, 0, -1, 0);
+    dst[1] = make_int4(0, 0, 0, 0);
+  }
+}
+
 // =============================== small dense batches: the row path ===============================
 // Both kernels, dense mode, one CTA of 256 threads, B <= kRowPathRows (1,792), P <= kRowParts (256), tape total
 // < 2^30 (else the general path below runs). No part records and no row search: everything follows from
@@ -1142,15 +1165,7 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
         ns = q - qa + 1;
       }
     }
-    *reinterpret_cast<int2*>(meta + 8 * q + 2) = make_int2(er, eb);
-    if (q + 1 < P) {
-      *reinterpret_cast<int2*>(meta + 8 * (q + 1)) = make_int2(nr, nb);
-      *reinterpret_cast<int4*>(meta + 8 * (q + 1) + 4) = make_int4(ns, 0, 0, 0);
-    }
-    if (q == 0) {
-      *reinterpret_cast<int2*>(meta) = make_int2(0, 0);
-      *reinterpret_cast<int4*>(meta + 4) = make_int4(0, 0, 0, 0);
-    }
+    store_part_rows(meta, q, P, er, eb, nr, nb, ns);
   }
   MLA_STAMP(4);
   return true;
@@ -1178,6 +1193,20 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
 static_assert(warppath_bytes(kWarpPathRows) <= kPartRecordBytes * kStageParts,
               "the warp path must fit the low_smem kernel's part records");
 static_assert(kWarpPathRows == 32 * 16 && kRowParts <= 256, "the warp path: 16 rows per lane, a thread per part");
+// warp_inclusive_sum of R windows of 32 values at once (one per lane each), the R scans side by side.
+template <int R>
+__device__ __forceinline__ void window_inclusive_sums(uint32_t (&v)[R]) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      const uint32_t o = __shfl_up_sync(kFull, v[i], d);
+      if (lane >= d) v[i] += o;
+    }
+  }
+}
+
 template <bool kSmem, int R>
 __device__ __forceinline__ bool warp_path(const Args& a) {
   extern __shared__ __align__(16) uint8_t dyn[];
@@ -1220,14 +1249,7 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
       lb[i] = len[i] == 0 ? 0u : nb;
       inc[i] = cost[i];
     }
-#pragma unroll
-    for (int d = 1; d < 32; d <<= 1) {   // the R window scans side by side
-#pragma unroll
-      for (int i = 0; i < R; ++i) {
-        const uint32_t o = __shfl_up_sync(kFull, inc[i], d);
-        if (lane >= d) inc[i] += o;
-      }
-    }
+    window_inclusive_sums(inc);
     uint32_t total = 0;
 #pragma unroll
     for (int i = 0; i < R; ++i) {
@@ -1301,14 +1323,7 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
         uint32_t m[R];
 #pragma unroll
         for (int i = 0; i < R; ++i) m[i] = u[i];
-#pragma unroll
-        for (int d = 1; d < 32; d <<= 1) {
-#pragma unroll
-          for (int i = 0; i < R; ++i) {
-            const uint32_t o = __shfl_up_sync(kFull, m[i], d);
-            if (lane >= d) m[i] += o;
-          }
-        }
+        window_inclusive_sums(m);
         uint32_t base = 0;   // m_n <= total < 2^30
 #pragma unroll
         for (int i = 0; i < R; ++i) {
@@ -1354,11 +1369,7 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
   if (sc[5] != 0u) return false;   // uniform; nothing written yet
   const int q = tid;
   if (n == 0) {
-    if (q < P) {
-      int4* dst = reinterpret_cast<int4*>(meta + 8 * q);
-      dst[0] = make_int4(-1, 0, -1, 0);
-      dst[1] = make_int4(0, 0, 0, 0);
-    }
+    store_empty_rows(meta, P);
     for (int p = tid; p <= B; p += blockDim.x) splits[p] = 0;
     return true;
   }
@@ -1387,15 +1398,7 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
         ns = q - qa + 1;
       }
     }
-    *reinterpret_cast<int2*>(meta + 8 * q + 2) = make_int2(er, eb);
-    if (q + 1 < P) {
-      *reinterpret_cast<int2*>(meta + 8 * (q + 1)) = make_int2(nr, nb);
-      *reinterpret_cast<int4*>(meta + 8 * (q + 1) + 4) = make_int4(ns, 0, 0, 0);
-    }
-    if (q == 0) {
-      *reinterpret_cast<int2*>(meta) = make_int2(0, 0);
-      *reinterpret_cast<int4*>(meta + 4) = make_int4(0, 0, 0, 0);
-    }
+    store_part_rows(meta, q, P, er, eb, nr, nb, ns);
   }
   MLA_STAMP(4);
   return true;
@@ -1444,13 +1447,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   const int k_hi = static_cast<int>(imin64(B + 1, (rank + 1) * per_rank_pos));
 
   if (n == 0) {   // same n in every rank: no rank takes part in a cluster barrier
-    if (rank == 0) {
-      for (int p = threadIdx.x; p < P; p += blockDim.x) {
-        int4* dst = reinterpret_cast<int4*>(meta + 8 * static_cast<int64_t>(p));
-        dst[0] = make_int4(-1, 0, -1, 0);
-        dst[1] = make_int4(0, 0, 0, 0);
-      }
-    }
+    if (rank == 0) store_empty_rows(meta, P);
     if (!a.wide)
       for (int k = k_lo + threadIdx.x; k < k_hi; k += blockDim.x) splits[k] = 0;
     return;
