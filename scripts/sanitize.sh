@@ -15,10 +15,10 @@
 #   --timeout S               kill a tool's run after S seconds (0 = no limit, the default)
 #   --dry-run                 no GPU, no sanitizer: run the driver on the CPU once per tool (checks this script)
 # Environment: PYTHON (default python3); SANITIZER (default compute-sanitizer); SANITIZE_KERNEL_FILTER, the
-# sanitizer's kernel filter arguments (default: --kernel-name kns=mla_meta, which matches all of our
-# kernels, mla_smem_kernel<N, R> and mla_low_smem_kernel<N, R> (N = 256, 512, 1024; R > 0: the warp path's
-# instances), mla_chunk_sums_kernel and mla_splits_kernel: they live in namespace mla_meta). compute-sanitizer filters take key=value
-# (kns = substring, kne = exact name), not ncu's "regex:".
+# sanitizer's kernel filter arguments (default: --kernel-name kns=mla_meta, which matches all of our kernels,
+# mla_smem_kernel<N, R> and mla_low_smem_kernel<N, R> (N = 256, 512, 1024; R > 0: the warp path's instances),
+# mla_chunk_sums_kernel and mla_splits_kernel: they live in namespace mla_meta). compute-sanitizer filters
+# take key=value (kns = substring, kne = exact name), not ncu's "regex:".
 set -uo pipefail
 
 TOOLS="memcheck racecheck synccheck initcheck"
