@@ -1404,14 +1404,279 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
   return true;
 }
 
+// =============================== mid-size dense batches: the mid path ===============================
+// Both kernels, dense mode, one CTA of kMidThreads (512) threads, kRowPathRows < B <= kMidPathRows (12,288),
+// P <= kRowParts (256), block_size_n a power of two >= 64 (midpath_fits, schedule_core.h). Thread i holds the
+// costs of rows [R i, R i + R) in registers (R = 8, 16 or 24); no per-row shared memory, so both kernels run
+// it alike, and no per-row division: each thread divides once and then steps its rows' tape positions past
+// multiples of Q. (Rolled loops that reread the lengths from L1 were 1.5x slower: measured at 11,622 rows.)
+//  * Candidates (as in the row path): rows with t = S mod Q <= L = 128 + 2F. While d + F <= L no other row
+//    can be hit, and no hit wraps below the one before (L < Q - 1), so D = d, the t of the last hit.
+//  * Warp 0 walks the chain of restarts over the candidates, 32 per ballot round (the row path's walk).
+//  * Then each thread steps through its rows with qa = floor((S - d) / Q), the first part that ends at or
+//    after the row's start (it does not change at a restart). Row j's num_splits entry is j + qa - k (k: the
+//    last restart at or before it). While S_{j+1} >= (qa + 1) Q + d, part qa ends inside row j (at block
+//    (qa + 1) Q + d - S_j), or, within F of S_{j+1}, in the first F units of the next row (written by that
+//    row, a restart) or at the tape's end. So every part is written by the thread whose row holds its end,
+//    in the rare branch of that step, and no part searches for its row.
+//  * Barriers: the cost scan, the candidate scan, the candidates, the restarts.
+// The batch goes to the general path, before anything is written, when the tape total reaches 2^30, when
+// Q <= L + 1 or F > L, when there are more than kMidCand candidates, or when the chain outgrows the bound.
+// Shared memory (midpath_bytes): the candidates (row << 16 | t), then per restart k its row and d (k = 0:
+// row 0 with d = 0; k = K + 1: a sentinel row). Scalars in Shared::u: K, C and the outgrown-bound flag.
+constexpr int kMidThreads = 512;
+static_assert(midpath_bytes() <= kPartRecordBytes * kStageParts,
+              "the mid path must fit the low_smem kernel's part records");
+static_assert(kMidPathRows <= 24 * kMidThreads && kMidPathRows < 65536, "the mid path: 24 rows a thread, 16-bit rows");
+
+// The R lengths of rows [i0, i0 + R) (0 past B), all requested at once (16-byte loads when aligned).
+template <int R>
+__device__ __forceinline__ void load_rows(const int32_t* lens, int i0, int B, int32_t (&len)[R]) {
+  static_assert(R % 4 == 0, "whole 16-byte groups");
+  const int32_t* p = lens + i0;
+  if (i0 + R <= B && (reinterpret_cast<uintptr_t>(p) & 15u) == 0) {
+#pragma unroll
+    for (int v = 0; v < R / 4; ++v) {
+      const int4 x = __ldg(reinterpret_cast<const int4*>(p) + v);
+      len[4 * v] = x.x;
+      len[4 * v + 1] = x.y;
+      len[4 * v + 2] = x.z;
+      len[4 * v + 3] = x.w;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < R; ++j) len[j] = i0 + j < B ? __ldg(p + j) : 0;
+  }
+}
+
+template <bool kSmem, int R>
+__device__ __forceinline__ bool mid_path(const Args& a) {
+  extern __shared__ __align__(16) uint8_t dyn[];
+  Shared* sh;
+  uint32_t* cand;
+  if constexpr (kSmem) {
+    sh = reinterpret_cast<Shared*>(dyn);
+    cand = reinterpret_cast<uint32_t*>(dyn + kSmemFixedBytes);
+  } else {
+    LowStatic* ls = low_static<false>();
+    sh = &ls->sh;
+    cand = reinterpret_cast<uint32_t*>(ls->rec);
+  }
+  uint32_t* hrow = cand + kMidCand;
+  uint32_t* hd = hrow + (kRowParts + 2);
+  uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // [0] K, [1] C, [2] the chain outgrew the bound
+  const int64_t g = a.batch0 + blockIdx.y;
+  const int B = static_cast<int>(a.B), P = a.c.num_parts;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, i0 = tid * R;
+  const int32_t* lens = a.seqlens + g * a.B;
+  int32_t len0[R];
+  load_rows<R>(lens, i0, B, len0);
+  const int n = static_cast<int>(valid_rows(a, g));
+  MLA_STAMP(0);
+  int32_t* meta = a.meta + g * P * 8;
+  int32_t* splits = a.splits + g * (a.B + 1);
+  if (n == 0) {
+    store_empty_rows(meta, P);
+    for (int p = tid; p <= B; p += kMidThreads) splits[p] = 0;
+    return true;
+  }
+  const uint32_t F = static_cast<uint32_t>(a.c.overhead);
+  const int shift = a.bs_shift;   // >= 6: a row costs < 2^25 + F < 2^26, R of them < 2^31
+  // The costs of the thread's rows stay in registers (0 from row n on); every pass over them is unrolled.
+  uint32_t cost[R], tsum = 0;
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    cost[j] = i0 + j < n ? (static_cast<uint32_t>(max(len0[j], 1) - 1) >> shift) + 1u + F : 0u;
+    tsum += cost[j];
+  }
+  auto rows = [&](auto&& f) {   // f(j, cost of row i0 + j)
+#pragma unroll
+    for (int j = 0; j < R; ++j) f(j, cost[j]);
+  };
+  constexpr uint32_t kCap = 1u << 30;
+  uint32_t total;
+  const uint32_t excl = block_exclusive_sum(min(tsum, kCap), reinterpret_cast<uint32_t*>(sh->scan[0]), &total,
+                                            SatPlus{kCap});
+  MLA_STAMP(1);
+  // A batch this path does not take goes to the general path, after a barrier: the scan buffers are read
+  // until every warp has passed it.
+  auto general = [] {
+    __syncthreads();
+    return false;
+  };
+  if (total >= kCap) return general();   // uniform; nothing written
+  const uint32_t Q = (total + static_cast<uint32_t>(P) - 1) / static_cast<uint32_t>(P);
+  const uint32_t L = min(128u + 2u * F, 0xffffu);
+  if (Q <= L + 1u || F > L) return general();   // uniform
+  const FastDiv fq(Q);
+  // t = S mod Q of each row, stepping from the thread's first row (one division) past multiples of Q;
+  // `visit` gets (j, t) for every row before n.
+  uint32_t base0;
+  {
+    uint32_t t0;
+    fq.div(excl, t0);
+    base0 = excl - t0;   // the multiple of Q at or below S of the first row
+  }
+  auto residues = [&](auto&& visit) {
+    uint32_t s = excl, base = base0;
+    rows([&](int j, uint32_t cj) {
+      if (s - base >= Q) {   // rare: the thread's rows crossed a multiple of Q
+        uint32_t t;
+        fq.div(s, t);
+        base = s - t;
+      }
+      if (i0 + j < n) visit(j, s - base);
+      s += cj;
+    });
+  };
+  uint32_t cm = 0;   // this thread's candidates
+  residues([&](int j, uint32_t t) {
+    if (t <= L) cm |= 1u << j;
+  });
+  uint32_t ncand;
+  const uint32_t cpos = block_exclusive_sum(static_cast<uint32_t>(__popc(cm)), reinterpret_cast<uint32_t*>(sh->scan[1]),
+                                            &ncand);
+  MLA_STAMP(2);
+  if (ncand > kMidCand) return general();   // uniform
+  if (cm != 0) {
+    uint32_t* dst = cand + cpos;
+    residues([&](int j, uint32_t t) {
+      if ((cm >> j) & 1u) *dst++ = (static_cast<uint32_t>(i0 + j) << 16) | t;
+    });
+  }
+  __syncthreads();
+  MLA_STAMP(12);
+
+  if (warp == 0) {   // the chain of restarts over the candidates, 32 per ballot round (see the row path)
+    uint32_t d = 0;
+    int K = 0;
+    bool over = false;
+    const uint32_t dmax = L - F;
+#pragma unroll 1
+    for (int c0 = 0; c0 < static_cast<int>(ncand) && !over; c0 += 32) {   // warp-uniform
+      const bool ok = c0 + lane < static_cast<int>(ncand);
+      const uint32_t ce = ok ? cand[c0 + lane] : 0u;
+      const uint32_t tc = ce & 0xffffu;
+      unsigned live = __ballot_sync(kFull, ok && (ce >> 16) != 0u), hit = 0;   // row 0 begins the chain
+      uint32_t md = d;
+#pragma unroll 1
+      while (live != 0) {
+        const unsigned bal = __ballot_sync(kFull, tc - d <= F) & live;   // no wrap: d <= t when hit
+        if (bal == 0) break;
+        const int l = __ffs(bal) - 1;
+        d = __shfl_sync(kFull, tc, l);
+        if (lane >= l) md = d;
+        hit |= 1u << l;
+        live &= ~((2u << l) - 1u);
+        if (d > dmax) {
+          over = true;
+          break;
+        }
+      }
+      if (hit != 0) {
+        const int k = K + __popc(hit & ((2u << lane) - 1u));
+        if (((hit >> lane) & 1u) && k <= P) {
+          hrow[k] = ce >> 16;
+          hd[k] = md;
+        }
+        K += __popc(hit);
+      }
+    }
+    if (K > P) K = P;   // not reached: every restart ends a distinct part
+    if (lane == 0) {
+      hrow[0] = hd[0] = 0u;
+      hrow[K + 1] = 0xffffffffu;
+      uint32_t r;
+      const uint32_t c = fq.div(total - d, r);
+      sc[0] = static_cast<uint32_t>(K);
+      sc[1] = c - static_cast<uint32_t>(K) - (r <= F ? 1u : 0u);
+      sc[2] = over ? 1u : 0u;
+    }
+    MLA_STAMP(9);
+  }
+  __syncthreads();
+  MLA_STAMP(3);
+  if (sc[2] != 0u) return general();   // uniform
+  const int K = static_cast<int>(sc[0]), C = static_cast<int>(sc[1]), qt = K + C;
+  // The last restart before row i0 (a restart on row i0 itself is taken in the row loop).
+  int k = 0;
+  {
+    int hi = K + 1;
+    while (hi - k > 1) {
+      const int mid = (k + hi) >> 1;
+      if (hrow[mid] < static_cast<uint32_t>(i0)) k = mid; else hi = mid;
+    }
+  }
+  uint32_t nh = hrow[k + 1], d = hd[k];
+  uint32_t s = excl;                    // S of the current row (total past n)
+  uint32_t qa = fq.div(s - d);          // s >= S of the last restart >= d
+  uint32_t nb = (qa + 1u) * Q + d;      // where part qa ends, less F
+  auto last_blk = [&](int j) { return static_cast<int>(last_block(__ldg(lens + j), a.c.block_size_n)); };
+  int32_t* sdst = splits + i0;
+  const bool vec = i0 + R <= B + 1 && (reinterpret_cast<uintptr_t>(sdst) & 15u) == 0;
+  int4 sp;
+  rows([&](int j, uint32_t cj) {
+    const int row = i0 + j;
+    int v = n + C;
+    if (row < n) {
+      if (static_cast<uint32_t>(row) == nh) {   // a restart: part qa - 1 ended in the first F units of this row
+        if (qa - 1u < static_cast<uint32_t>(P))
+          store_part_rows(meta, static_cast<int>(qa) - 1, P, row - 1, last_blk(row - 1), row, 0, 0);
+        ++k;
+        d = hd[k];
+        nh = hrow[k + 1];
+        nb = (qa + 1u) * Q + d;
+      }
+      v = row + static_cast<int>(qa) - k;
+      const uint32_t q0 = qa, sj = s;
+      s += cj;
+      while (s >= nb) {   // rare: part qa ends inside this row, or within F of its end
+        const uint32_t q = qa, e = nb;
+        ++qa;
+        nb += Q;
+        if (e + F < s && q < static_cast<uint32_t>(P)) {
+          const int eb = static_cast<int>(e - sj);
+          store_part_rows(meta, static_cast<int>(q), P, row, eb, row, eb, static_cast<int>(q - q0) + 1);
+        }
+      }
+    }
+    switch (j & 3) {
+      case 0: sp.x = v; break;
+      case 1: sp.y = v; break;
+      case 2: sp.z = v; break;
+      default:
+        sp.w = v;
+        if (vec) {
+          *reinterpret_cast<int4*>(sdst + j - 3) = sp;
+        } else {
+          if (row - 3 <= B) sdst[j - 3] = sp.x;
+          if (row - 2 <= B) sdst[j - 2] = sp.y;
+          if (row - 1 <= B) sdst[j - 1] = sp.z;
+          if (row <= B) sdst[j] = sp.w;
+        }
+    }
+  });
+  for (int p = R * kMidThreads + tid; p <= B; p += kMidThreads) splits[p] = n + C;
+  // The parts past the tape.
+  for (int q = max(qt, 0) + tid; q < P; q += kMidThreads)
+    store_part_rows(meta, q, P, n - 1, last_blk(n - 1), -1, 0, 0);
+  MLA_STAMP(4);
+  return true;
+}
+
 // =============================== the kernel (both variants) ===============================
-// kWR > 0: the warp path with kWR rows per lane (a small dense batch), falling back to the general path.
-template <bool kSmem, int kNT, int kWR>
+// kWR > 0: the warp path with kWR rows per lane (a small dense batch); kMR > 0: the mid path with kMR rows
+// per thread; either falls back to the general path.
+template <bool kSmem, int kNT, int kWR, int kMR>
 __device__ __forceinline__ void sched_body(const Args& a) {
   constexpr int kCh = kNT * kV;   // rows per chunk (a rank has one chunk unless kNT == 1024)
   MLA_STAMP(7);
   if constexpr (kWR > 0) {   // the handler launches these instances only for dense batches with P <= 256
     if (a.c.topk < 0 && warp_path<kSmem, kWR>(a)) return;
+  }
+  if constexpr (kMR > 0) {   // and these only where midpath_fits (schedule_core.h), on one CTA
+    static_assert(kNT == kMidThreads, "the mid path runs on CTAs of kMidThreads threads");
+    if (a.c.topk < 0 && gridDim.x == 1 && a.bs_shift >= 6 && mid_path<kSmem, kMR>(a)) return;
   }
   extern __shared__ __align__(16) uint8_t dyn[];
   const int64_t g = a.batch0 + blockIdx.y;
@@ -1562,7 +1827,9 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   int64_t carry = 0;
   // Where a low_smem rank has several chunks: the tape positions where each (chunk, warp) of rows begins
   // (rank-local; shared memory when there are at most 1024, else the workspace).
-  int64_t* wpos = nch <= kThreads / 32 ? ls_tpre<kSmem>(ls) : wpre + wbase * 32;
+  // kW warps per chunk (32 but for the mid path's 512-thread instances, whose general path may have several)
+  constexpr int kW = kNT / 32;
+  int64_t* wpos = nch * kW <= kThreads ? ls_tpre<kSmem>(ls) : wpre + wbase * kW;
   const bool multi = !kSmem && (nch > 1 || a.wide);   // per-warp sums and positions, not one chunk scan
   if (multi) {
     // Only sums are needed here (the row search rescans one warp's rows): per chunk each warp adds its 256
@@ -1582,7 +1849,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
       fetch(ch + 3, l);
       if (ch == 0) MLA_STAMP(6);
       const int64_t wsum = warp_cost_sum(tsum);
-      if (lane == 0) wpre[(wbase + ch) * 32 + warp] = wsum;
+      if (lane == 0) wpre[(wbase + ch) * kW + warp] = wsum;
       if (ch == 0) MLA_STAMP(5);
     };
     if (!a.wide) {   // else mla_chunk_sums_kernel has stored them
@@ -1597,13 +1864,13 @@ __device__ __forceinline__ void sched_body(const Args& a) {
       }
       __syncthreads();   // the sums (global) are visible to the whole CTA
     }
-    for (int b = 0; b < nch * 32; b += kNT) {   // exclusive scan, in place or into shared memory
+    for (int b = 0; b < nch * kW; b += kNT) {   // exclusive scan, in place or into shared memory
       const int t = b + static_cast<int>(threadIdx.x);
-      const int64_t v = t < nch * 32 ? wpre[wbase * 32 + t] : 0;
+      const int64_t v = t < nch * kW ? wpre[wbase * kW + t] : 0;
       int64_t bsum;
       const int64_t e = block_exclusive_sum(v, scan_buf(), &bsum);
       __syncthreads();   // every read of this block of sums is done before positions overwrite them
-      if (t < nch * 32) wpos[t] = carry + e;
+      if (t < nch * kW) wpos[t] = carry + e;
       carry += bsum;
     }
   }
@@ -1725,7 +1992,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
       // memory, else a binary search), then the thread (rescan of that warp's 256 rows), then the row. Every
       // lane derives the same band, and lane o stores it in rank o (the part's chain of dependent steps is
       // what costs here: a lone warp pays ~20 cycles per instruction).
-      const int nwp = nch * 32;
+      const int nwp = nch * kW;
       for (int64_t q = qa + warp; q < qb; q += blockDim.x >> 5) {
         const int64_t x = F + (q + 1) * Q - A0;   // rank-local, inside the slice
         int lo = 0;   // the number of entries at or below x (positions only grow; the rank's sum is past x)
@@ -1741,7 +2008,7 @@ __device__ __forceinline__ void sched_body(const Args& a) {
           }
         }
         const int cw = lo - 1;   // wpos[cw] <= x < wpos[cw + 1] (or the rank's end): rows of cw hold x
-        const int64_t i0 = r0 + static_cast<int64_t>(cw >> 5) * kCh + (cw & 31) * 32 * kV + lane * kV;
+        const int64_t i0 = r0 + static_cast<int64_t>(cw / kW) * kCh + (cw % kW) * 32 * kV + lane * kV;
         int64_t ts = 0;
 #pragma unroll
         for (int j = 0; j < kV; ++j) ts += i0 + j < r1 ? cost_of(__ldg(lens + i0 + j), a) : 0;
@@ -1781,11 +2048,12 @@ __device__ __forceinline__ void sched_body(const Args& a) {
 
 // Thread count per CTA: 256, 512 or 1024 (a rank's rows in one chunk of 8 per thread when they fit; small
 // batches are bound by instruction issue, and every uniform step costs each warp).
-// kWR > 0 (256 threads): the warp path for small dense batches, kWR rows per lane.
-template <int kNT, int kWR = 0>
-__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT, kWR>(a); }
-template <int kNT, int kWR = 0>
-__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sched_body<false, kNT, kWR>(a); }
+// kWR > 0 (256 threads): the warp path for small dense batches, kWR rows per lane. kMR > 0 (512 threads):
+// the mid path for mid-size dense batches, kMR rows per thread.
+template <int kNT, int kWR = 0, int kMR = 0>
+__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT, kWR, kMR>(a); }
+template <int kNT, int kWR = 0, int kMR = 0>
+__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sched_body<false, kNT, kWR, kMR>(a); }
 
 // ---- wide batches (low_smem, more than one chunk of 8,192 rows per rank: B > 131,072 on 16 CTAs) ----
 // One cluster streams every length twice per call otherwise (its sums, then num_splits), on at most 16 SMs.
@@ -1900,8 +2168,13 @@ cudaError_t device_limits(int dev, int* optin, int* kmax) {
   const void* low_fns[3] = {reinterpret_cast<const void*>(mla_low_smem_kernel<256>),
                             reinterpret_cast<const void*>(mla_low_smem_kernel<512>),
                             reinterpret_cast<const void*>(mla_low_smem_kernel<1024>)};
+  // the mid path's smem instances run on one CTA, with the same limit
+  const void* mid_fns[3] = {reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 8>),
+                            reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 16>),
+                            reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 24>)};
   for (int i = 0; i < 3 && e == cudaSuccess; ++i) {
     e = cudaFuncSetAttribute(smem_fns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, o);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(mid_fns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, o);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(smem_fns[i], cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(low_fns[i], cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
   }
@@ -1930,9 +2203,10 @@ ffi::Error cuda_error(const char* what, cudaError_t e) {
 int threads_for(int64_t rows) { return rows <= 256 * kV ? 256 : (rows <= 512 * kV ? 512 : 1024); }
 
 // `pdl`: the kernel may start while the one before it runs (a wide dense batch, after its chunk sums).
+// `mid`: a mid-size dense batch (K = 1): the mid path's instances.
 template <bool kSmem>
-cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl, cudaStream_t stream) {
-  const int nt = threads_for(rows_per_rank(a.B, K));
+cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl, bool mid, cudaStream_t stream) {
+  const int nt = mid ? kMidThreads : threads_for(rows_per_rank(a.B, K));
   cudaLaunchAttribute at[2];
   cudaLaunchConfig_t cfg = cluster_config(at, K, batches, nt, dyn, stream);
   cfg.numAttrs = K > 1 ? 1 : 0;   // a single CTA needs no cluster
@@ -1948,6 +2222,14 @@ cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl,
       case 4: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 4> : mla_low_smem_kernel<256, 4>, a);
       case 8: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 8> : mla_low_smem_kernel<256, 8>, a);
       default: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256, 16> : mla_low_smem_kernel<256, 16>, a);
+    }
+  }
+  if (mid) {
+    constexpr int T = kMidThreads;
+    switch (midpath_rows_per_thread(a.B)) {
+      case 8: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<T, 0, 8> : mla_low_smem_kernel<T, 0, 8>, a);
+      case 16: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<T, 0, 16> : mla_low_smem_kernel<T, 0, 16>, a);
+      default: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<T, 0, 24> : mla_low_smem_kernel<T, 0, 24>, a);
     }
   }
   if (nt == 256) return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<256> : mla_low_smem_kernel<256>, a);
@@ -1995,7 +2277,10 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
                                        " bytes of shared memory per CTA (on a cluster of " + std::to_string(kmax) +
                                        "), the device allows " + std::to_string(optin));
   const bool use_smem = kernel == kSmem || (kernel == kAuto && ks > 0);
-  const int K = use_smem ? ks : cluster_for(sh.B, kmax);
+  // A mid-size dense batch runs on one CTA (the smem kernel where its slice fits there; on every H100 it does).
+  const bool mid = c.topk < 0 && midpath_fits(sh.B, sh.P, c.block_size_n) &&
+                   (!use_smem || smem_bytes(sh.B, sh.P, 1) <= optin);
+  const int K = mid ? 1 : (use_smem ? ks : cluster_for(sh.B, kmax));
   if (K < 1 || (K & (K - 1)) != 0)   // the kernels divide by K with shifts
     return ffi::Error::Internal("jax_mla_meta: cluster size " + std::to_string(K) + " is not a power of two");
   Args a{};
@@ -2010,7 +2295,7 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
   a.c = c;
   a.bs_shift = (c.block_size_n & (c.block_size_n - 1)) == 0 ? __builtin_ctz(static_cast<unsigned>(c.block_size_n)) : -1;
   const size_t dyn = use_smem ? static_cast<size_t>(smem_bytes(sh.B, sh.P, K)) : 0;
-  a.wide = !use_smem && rows_per_rank(sh.B, K) > kChunk ? 1 : 0;
+  a.wide = !use_smem && !mid && rows_per_rank(sh.B, K) > kChunk ? 1 : 0;
   for (int64_t g0 = 0; g0 < sh.G; g0 += 65535) {
     const unsigned gn = static_cast<unsigned>(std::min<int64_t>(65535, sh.G - g0));
     a.batch0 = static_cast<int32_t>(g0);
@@ -2021,7 +2306,7 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
         return cuda_error("kernel launch (chunk sums)", err);
     }
     const cudaError_t err =
-        use_smem ? launch<true>(a, K, gn, dyn, false, stream) : launch<false>(a, K, gn, 0, sums, stream);
+        use_smem ? launch<true>(a, K, gn, dyn, false, mid, stream) : launch<false>(a, K, gn, 0, sums, mid, stream);
     if (err != cudaSuccess) return cuda_error("kernel launch", err);
     if (a.wide) {
       if (cudaError_t e2 = launch_grid(mla_splits_kernel, ceil_div(sh.B + 1, kSplitSpan), a, gn, true, stream);

@@ -130,6 +130,40 @@ def test_warp_path_shapes(backend):
     assert tried >= 100
 
 
+def test_mid_path_shapes(backend):
+    """Mid-size dense batches (1,792 < B <= 12,288, P <= 256, block_size_n 64 or 128: the kernels' mid path,
+    one CTA with 4, 8 or 12 rows per thread) on both sides of every size step and of the threshold pair, with
+    padding (num_valid), odd B (unaligned batches of a vmap), equal lengths (long chains of restarts, which may
+    outgrow the candidate bound), short rows (more candidates than the path keeps), and inputs the path hands
+    to the general path (Q <= F, totals of 2^30 blocks or more, other block sizes)."""
+    rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
+    tried = 0
+    for B in [1792, 1793, 2048, 4095, 4096, 4097, 6001, 8192, 8193, 11622, 11623, 12287, 12288, 12289]:
+        for _ in range(2):
+            P = int(rng.choice([1, 7, 66, 132, 132, 255, 256]))
+            F = int(rng.choice([0, 5, 5, 5, 64, 2**20]))
+            bs = int(rng.choice([64, 64, 64, 128, 3]))
+            if not backend.fits(B, P, bs=bs, F=F):   # the smem kernel with bs = 3
+                continue
+            G = 4
+            kinds = [lambda: random_lengths(rng, B), lambda: rng.integers(-2, 400, B),
+                     lambda: np.full(B, rng.integers(1, 3000)),
+                     lambda: np.minimum(rng.lognormal(8.3, 1.2, B), 131072)]
+            lens = np.stack([kinds[int(rng.integers(0, 4))]() for _ in range(G)]).astype(np.int32)
+            nv = rng.integers(0, B + 1, G).astype(np.int32)
+            nv[:2] = B
+            f = jax.jit(jax.vmap(lambda s, n: mm.schedule(s, num_sm_parts=P, kernel=backend.kernel, num_valid=n,
+                                                            block_size_n=bs, fixed_overhead_num_blocks=F,
+                                                            device=backend.device)))
+            meta, splits = (np.asarray(a) for a in f(jax.device_put(lens, backend.device),
+                                                      jax.device_put(nv, backend.device)))
+            for g in range(G):
+                assert_same((meta[g], splits[g]), ref(lens[g], P, num_valid=nv[g], bs=bs, F=F),
+                            f"{backend.name} B={B} P={P} F={F} bs={bs} num_valid={nv[g]} lens={lens[g][:8].tolist()}")
+                tried += 1
+    assert tried >= 60
+
+
 def test_poisoned_outputs_are_fully_written(backend):
     """Outputs alias buffers pre-filled with poison: every element must be overwritten."""
     rng = np.random.default_rng()

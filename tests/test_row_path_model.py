@@ -171,6 +171,79 @@ def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
+def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, cap: int = 2048, T: int = 512):
+    """tile_scheduler_metadata and num_splits as the mid path computes them (T threads of R consecutive rows),
+    or None where the kernel hands the batch to the general path: Q <= L + 1 (every row would be a candidate),
+    more than `cap` candidates, or a chain of restarts that outgrows the candidate bound. Needs a tape total
+    < 2^30. Restarts never wrap here (d + F <= L < Q), so D = d."""
+    nblk, S, total, Q = tape(lens, P, bs, F, n)
+    L = min(128 + 2 * F, 0xFFFF)
+    if Q <= L + 1 or F > L:
+        return None
+    t = [s % Q for s in S]
+    cand = [j for j in range(n) if t[j] <= L]   # row 0 (t = 0) first
+    if len(cand) > cap:
+        return None
+    hrow, hd = [0], [0]
+    for j in cand[1:]:   # the chain of restarts, over the candidates only
+        if (t[j] - hd[-1]) % Q <= F:
+            hrow.append(j)
+            hd.append(t[j])
+            if hd[-1] + F > L:
+                return None
+    K = len(hrow) - 1
+    c, r = divmod(total - hd[-1], Q)
+    C = c - K - (r <= F)
+    qt = K + C
+    R = -(-B // T)
+    lb = [0 if int(lens[j]) == 0 else nblk[j] for j in range(n)]
+    meta = np.full((P, 8), -7, np.int64)
+    meta[:, 5:] = 0
+    splits = [None] * (B + 1)
+
+    def put(q, end, nxt):
+        if q >= P:
+            return
+        meta[q, 2:4] = end
+        if q + 1 < P:
+            meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
+        if q == 0:
+            meta[0, 0:2], meta[0, 4] = (0, 0), 0
+
+    for i in range(T):   # thread i: rows [i R, i R + R)
+        i0 = i * R
+        k = max(x for x in range(K + 1) if hrow[x] < i0) if i0 > 0 else 0
+        d = hd[k]
+        nh = hrow[k + 1] if k < K else None
+        Sc = S[min(i0, n)]
+        qa = (Sc - d) // Q
+        nb = (qa + 1) * Q + d
+        for j in range(R):
+            row = i0 + j
+            if row > B:
+                break
+            if row >= n:
+                splits[row] = n + C
+                continue
+            if row == nh:   # a restart: part qa - 1 ended in the first F units of this row
+                put(qa - 1, (row - 1, lb[row - 1]), (row, 0, 0))
+                k += 1
+                d = hd[k]
+                nb = (qa + 1) * Q + d
+                nh = hrow[k + 1] if k < K else None
+            splits[row] = row + qa - k
+            q0, Sj, Sc = qa, Sc, Sc + nblk[row] + F
+            while Sc >= nb:   # part qa ends at nb + F: inside this row, or in the next row's first F units
+                q, nbo = qa, nb
+                qa, nb = qa + 1, nb + Q
+                if nbo + F < Sc:
+                    put(q, (row, nbo - Sj), (row, nbo - Sj, q - q0 + 1))
+    for p in range(T * R, B + 1):
+        splits[p] = n + C
+    for q in range(max(qt, 0), P):   # the tape ends inside part q
+        put(q, (n - 1, lb[n - 1]), (-1, 0, 0))
+    return meta.astype(np.int32), np.asarray(splits, np.int32)
+
 @pytest.mark.parametrize("model,sizes,count", [
     (row_path_model, [1, 2, 3, 31, 32, 33, 130, 512, 1000, 1792], 300),
     (warp_path_model, [1, 2, 3, 31, 32, 33, 64, 100, 128, 200, 256, 257, 400, 512], 600),
@@ -195,3 +268,31 @@ def test_model_matches_reference(model, sizes, count):
         assert np.array_equal(got[0], want[0]), f"tile_scheduler_metadata differs: {what}"
         assert np.array_equal(got[1], want[1]), f"num_splits differs: {what}"
         tried += 1
+
+
+def test_mid_path_model_matches_reference():
+    """The mid path's model against the reference on fresh random mid-size batches (where it does not hand the
+    batch to the general path)."""
+    rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
+    ran = 0
+    for _ in range(60):
+        B = int(rng.choice([1793, 2048, 4095, 4096, 5000, 8192, 11622, 12288]))
+        P = int(rng.choice([1, 7, 66, 132, 256]))
+        F = int(rng.choice([0, 1, 5, 5, 5, 64]))
+        bs = int(rng.choice([64, 64, 128, 256]))
+        kind = int(rng.integers(0, 3))
+        lens = (random_lengths(rng, B) if kind == 0 else rng.integers(-2, 600, B) if kind == 1
+                else np.full(B, rng.integers(1, 3000))).astype(np.int32)
+        n = B if rng.random() < 0.7 else int(rng.integers(1, B + 1))
+        nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
+        if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
+            continue
+        got = mid_path_model(lens, P, bs, F, n, B)
+        if got is None:   # the general path runs
+            continue
+        want = reference.schedule(lens, P, bs, F, num_valid=n)
+        what = f"B={B} P={P} F={F} bs={bs} n={n} lens[:8]={lens[:8].tolist()}"
+        assert np.array_equal(got[0], want[0]), f"tile_scheduler_metadata differs: {what}"
+        assert np.array_equal(got[1], want[1]), f"num_splits differs: {what}"
+        ran += 1
+    assert ran >= 20
