@@ -1483,11 +1483,12 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
   const uint32_t F = static_cast<uint32_t>(a.c.overhead);
   const int shift = a.bs_shift;   // >= 6: a row costs < 2^25 + F < 2^26, R of them < 2^31
   // The costs of the thread's rows stay in registers (0 from row n on); every pass over them is unrolled.
-  uint32_t cost[R], tsum = 0;
+  uint32_t cost[R], tsum = 0, cmax = 0;
 #pragma unroll
   for (int j = 0; j < R; ++j) {
     cost[j] = i0 + j < n ? (static_cast<uint32_t>(max(len0[j], 1) - 1) >> shift) + 1u + F : 0u;
     tsum += cost[j];
+    cmax = max(cmax, cost[j]);
   }
   auto rows = [&](auto&& f) {   // f(j, cost of row i0 + j)
 #pragma unroll
@@ -1509,30 +1510,37 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
   const uint32_t L = min(128u + 2u * F, 0xffffu);
   if (Q <= L + 1u || F > L) return general();   // uniform
   const FastDiv fq(Q);
-  // t = S mod Q of each row, stepping from the thread's first row (one division) past multiples of Q;
-  // `visit` gets (j, t) for every row before n.
-  uint32_t base0;
-  {
-    uint32_t t0;
-    fq.div(excl, t0);
-    base0 = excl - t0;   // the multiple of Q at or below S of the first row
-  }
+  // t = S mod Q of each row, from the thread's first row (one division): `visit` gets (j, t) for every row
+  // (rows from n on repeat the last t). When every row of the thread costs less than Q (the rule: a row
+  // costs a few dozen units, Q thousands), t steps by one conditional subtraction; otherwise by a division
+  // where a multiple of Q is crossed (predicated by the compiler: ~11 instructions a row against 3).
+  uint32_t t0;
+  fq.div(excl, t0);
+  const bool small = cmax < Q;
   auto residues = [&](auto&& visit) {
-    uint32_t s = excl, base = base0;
-    rows([&](int j, uint32_t cj) {
-      if (s - base >= Q) {   // rare: the thread's rows crossed a multiple of Q
-        uint32_t t;
-        fq.div(s, t);
-        base = s - t;
-      }
-      if (i0 + j < n) visit(j, s - base);
-      s += cj;
-    });
+    if (small) {
+      uint32_t t = t0;
+      rows([&](int j, uint32_t cj) {
+        visit(j, t);
+        t += cj;
+        t = t >= Q ? t - Q : t;
+      });
+    } else {
+      uint32_t s = excl, base = excl - t0;   // base: the multiple of Q at or below s
+      rows([&](int j, uint32_t cj) {
+        if (s - base >= Q) {   // the thread's rows crossed a multiple of Q
+          uint32_t t;
+          fq.div(s, t);
+          base = s - t;
+        }
+        visit(j, s - base);
+        s += cj;
+      });
+    }
   };
-  uint32_t cm = 0;   // this thread's candidates
-  residues([&](int j, uint32_t t) {
-    if (t <= L) cm |= 1u << j;
-  });
+  uint32_t cm = 0;   // this thread's candidates (rows before n with t <= L)
+  residues([&](int j, uint32_t t) { cm |= (t <= L ? 1u : 0u) << j; });
+  if (n - i0 < R) cm &= n > i0 ? (1u << (n - i0)) - 1u : 0u;
   uint32_t ncand;
   const uint32_t cpos = block_exclusive_sum(static_cast<uint32_t>(__popc(cm)), reinterpret_cast<uint32_t*>(sh->scan[1]),
                                             &ncand);
@@ -1615,29 +1623,27 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
   int32_t* sdst = splits + i0;
   const bool vec = i0 + R <= B + 1 && (reinterpret_cast<uintptr_t>(sdst) & 15u) == 0;
   int4 sp;
+  // Rows from n on cost 0 and are never restarts: nothing happens there but num_splits n + C.
   rows([&](int j, uint32_t cj) {
     const int row = i0 + j;
-    int v = n + C;
-    if (row < n) {
-      if (static_cast<uint32_t>(row) == nh) {   // a restart: part qa - 1 ended in the first F units of this row
-        if (qa - 1u < static_cast<uint32_t>(P))
-          store_part_rows(meta, static_cast<int>(qa) - 1, P, row - 1, last_blk(row - 1), row, 0, 0);
-        ++k;
-        d = hd[k];
-        nh = hrow[k + 1];
-        nb = (qa + 1u) * Q + d;
-      }
-      v = row + static_cast<int>(qa) - k;
-      const uint32_t q0 = qa, sj = s;
-      s += cj;
-      while (s >= nb) {   // rare: part qa ends inside this row, or within F of its end
-        const uint32_t q = qa, e = nb;
-        ++qa;
-        nb += Q;
-        if (e + F < s && q < static_cast<uint32_t>(P)) {
-          const int eb = static_cast<int>(e - sj);
-          store_part_rows(meta, static_cast<int>(q), P, row, eb, row, eb, static_cast<int>(q - q0) + 1);
-        }
+    if (static_cast<uint32_t>(row) == nh) {   // a restart: part qa - 1 ended in the first F units of this row
+      if (qa - 1u < static_cast<uint32_t>(P))
+        store_part_rows(meta, static_cast<int>(qa) - 1, P, row - 1, last_blk(row - 1), row, 0, 0);
+      ++k;
+      d = hd[k];
+      nh = hrow[k + 1];
+      nb = (qa + 1u) * Q + d;
+    }
+    const int v = row < n ? row + static_cast<int>(qa) - k : n + C;
+    const uint32_t q0 = qa, sj = s;
+    s += cj;
+    while (s >= nb) {   // rare: part qa ends inside this row, or within F of its end
+      const uint32_t q = qa, e = nb;
+      ++qa;
+      nb += Q;
+      if (e + F < s && q < static_cast<uint32_t>(P)) {
+        const int eb = static_cast<int>(e - sj);
+        store_part_rows(meta, static_cast<int>(q), P, row, eb, row, eb, static_cast<int>(q - q0) + 1);
       }
     }
     switch (j & 3) {
