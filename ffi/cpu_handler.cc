@@ -63,6 +63,9 @@ NB_MODULE(_cpu, m) {
         "or 0 when it does not fit.");
   m.def("cluster_for", &cluster_for, nb::arg("B"), nb::arg("kmax"),
         "Cluster size for B rows (about 4096 rows per CTA), capped at kmax.");
+  m.def("midpath_fits", [](int64_t B, int64_t P, int64_t bs) { return midpath_fits(B, P, bs); }, nb::arg("B"),
+        nb::arg("num_sm_parts"), nb::arg("block_size_n"),
+        "Whether a dense batch of B rows takes the CUDA kernels' mid path (one CTA of 512 threads).");
   m.def("smem_supported", &smem_supported, nb::arg("block_size_n"), nb::arg("fixed_overhead_num_blocks"),
         "Whether the smem kernel can represent every row cost for this block size and overhead.");
   m.def("workspace_bytes", &workspace_bytes, nb::arg("B"), nb::arg("num_sm_parts"),

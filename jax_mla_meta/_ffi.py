@@ -96,6 +96,12 @@ def cluster_for(B: int, kmax: int) -> int:
     return int(_cpu.cluster_for(int(B), int(kmax)))
 
 
+def midpath_fits(B: int, num_sm_parts: int, block_size_n: int) -> bool:
+    """Whether a dense batch takes the CUDA kernels' mid path: one CTA of 512 threads for 1,793-12,288 rows,
+    num_sm_parts <= 256, block_size_n a power of two >= 64."""
+    return bool(_cpu.midpath_fits(int(B), int(num_sm_parts), int(block_size_n)))
+
+
 def smem_supported(block_size_n: int, fixed_overhead_num_blocks: int) -> bool:
     """Whether the "smem" kernel can represent every row cost (False only for block sizes below 64)."""
     return bool(_cpu.smem_supported(int(block_size_n), int(fixed_overhead_num_blocks)))

@@ -287,19 +287,23 @@ def max_smem_rows(num_sm_parts: int, limit: int, cluster_limit: int = 1) -> int:
 
 
 def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, block_size_n: int = 64,
-         fixed_overhead_num_blocks: int = 5) -> Plan:
+         fixed_overhead_num_blocks: int = 5, topk: int | None = None) -> Plan:
     """Which kernel a call with B rows and num_sm_parts parts runs on ``device``, on how many CTAs, and why.
 
     The CUDA handler makes the same choice from the same formulas: each batch runs on a cluster of
     ``cluster_for(B)`` CTAs (about 4096 rows each, a power of two up to the device's largest cluster);
     "smem" when a CTA's slice fits the device's opt-in shared memory per block on such a cluster (doubled up
-    to the largest if needed, and the block size is one it supports), else "low_smem". A low_smem batch of
-    more than 8,192 rows per CTA also takes a chunk-sums launch before the cluster (dense mode) and a
-    num_splits launch after it (``reason`` says so)."""
+    to the largest if needed, and the block size is one it supports), else "low_smem". A dense batch
+    (``topk`` None, as in :func:`schedule`) of 1,793-12,288 rows with num_sm_parts <= 256 and block_size_n a
+    power of two >= 64 runs on one CTA instead (the kernels' mid path; the smem kernel where its shared memory
+    fits one CTA). A low_smem batch of more than 8,192 rows per CTA also takes a chunk-sums launch before the
+    cluster (dense mode) and a num_splits launch after it (``reason`` says so)."""
     B = _as_int("B", B, 0)
     P = _as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
     bs = _as_int("block_size_n", block_size_n, 1)
     F = _as_int("fixed_overhead_num_blocks", fixed_overhead_num_blocks, 0, _ffi.MAX_OVERHEAD)
+    if topk is not None:
+        _as_int("topk", topk, 0, 2**31 - 1)
     _check_kernel(kernel)
     supported = _ffi.smem_supported(bs, F)
     d = _device_of(device)
@@ -338,12 +342,19 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     else:
         k, why = "low_smem", (f"smem kernel would need {need} > {limit} bytes of opt-in shared memory per CTA "
                               f"on {kmax} CTAs")
-    if k == "low_smem":
+    # the handler's mid path: a dense batch on one CTA, where the smem kernel's shared memory fits there
+    mid = (topk is None and k in ("smem", "low_smem") and _ffi.midpath_fits(B, P, bs)
+           and (k == "low_smem" or _ffi.smem_bytes(B, P, 1) <= limit))
+    if mid:
+        why += "; dense: one CTA of 512 threads (the mid path)"
+        if k == "smem":
+            need = _ffi.smem_bytes(B, P, 1)
+    elif k == "low_smem":
         why += f"; on {kl} CTA{'s' if kl != 1 else ''}"
         if B > 8192 * kl:   # the handler's rows_per_rank(B, K) > kChunk (8,192, a multiple of its 32-row groups)
             why += (" with more than 8,192 rows each: a chunk-sums launch (dense mode) before the cluster and a "
                     "num_splits launch after it")
-    cluster = ks if k == "smem" else (kl if k == "low_smem" else None)
+    cluster = 1 if mid else (ks if k == "smem" else (kl if k == "low_smem" else None))
     return Plan(str(d), d.platform, B, P, need, limit, rows, k, why, cluster, kmax)
 
 

@@ -152,7 +152,7 @@ def run_gpu(device, max_B: int | None = None, progress: Callable[[str], None] | 
     cases = [c for c in _cases(max_B) if not only or any(o in c[1] for o in only)]
     for kind, label, B, lens, P, topk in cases:
         for kernel in ("auto", "smem", "low_smem"):
-            plan = api.plan(B, P, kernel=kernel, device=device)
+            plan = api.plan(B, P, kernel=kernel, device=device, topk=topk)
             if plan.kernel == "error":
                 continue
             if progress:

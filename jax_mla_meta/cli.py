@@ -505,7 +505,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise CliError(str(e).replace("Pass num_sm_parts=... explicitly", "Pass --num-sm-parts N")) from None
         p_reason = _parts_reason(w, dev)
-    plan = mm.plan(w.B, P, kernel=w.kernel, device=dev)
+    plan = mm.plan(w.B, P, kernel=w.kernel, device=dev, topk=w.topk)
 
     x = jax.device_put(w.seqlens, dev)
     if w.num_sm_parts is not None:

@@ -177,3 +177,33 @@ def test_forced_smem_refusal_follows_plan(monkeypatch):
         mm.schedule(x, num_sm_parts=132, kernel="smem", device=dev)
     with pytest.raises(ValueError, match="block_size_n=16"):
         mm.schedule(x[:10], num_sm_parts=132, kernel="smem", device=dev, block_size_n=16)
+
+
+def test_plan_reports_the_mid_path(monkeypatch):
+    """Dense batches of 1,793-12,288 rows (num_sm_parts <= 256, block_size_n a power of two >= 64) run on one
+    CTA (the kernels' mid path): plan() says so, in dense mode only, with the smem kernel's one-CTA need."""
+    from jax_mla_meta import _ffi
+
+    class FakeGpu:
+        platform = "gpu"
+
+        def __str__(self):
+            return "fake H100"
+
+    monkeypatch.setattr(_ffi, "optin_limit", lambda d: 232448)
+    monkeypatch.setattr(_ffi, "cluster_limit", lambda d: 16)
+    dev = FakeGpu()
+    for B in (1793, 4096, 11622, 11623, 12288):
+        for kernel in ("auto", "smem", "low_smem"):
+            p = mm.plan(B, 132, kernel=kernel, device=dev)
+            assert p.cluster_size == 1 and "mid path" in p.reason, (B, kernel, p)
+            if p.kernel == "smem":
+                assert p.smem_bytes == mm.smem_bytes(B, 132, 1) <= 232448
+            sparse = mm.plan(B, 66, kernel=kernel, device=dev, topk=2048)
+            assert sparse.cluster_size == _ffi.cluster_for(B, 16) and "mid path" not in sparse.reason
+    for B, P, bs in [(1792, 132, 64), (12289, 132, 64), (4096, 257, 64), (4096, 132, 96), (4096, 132, 16)]:
+        p = mm.plan(B, P, device=dev, block_size_n=bs)
+        assert "mid path" not in p.reason, (B, P, bs)
+    assert mm.plan(4096, 132, device=dev, block_size_n=128).cluster_size == 1
+    with pytest.raises(ValueError, match="topk"):
+        mm.plan(4096, 132, device=dev, topk=-1)
