@@ -10,7 +10,8 @@
 // 256) take one CTA of 256 threads: each row derives from S_j mod Q whether a part restarts on it and how
 // many parts cut it, so only the short chain of restarts is sequential. Up to 512 rows one warp does all the
 // per-row work (the "warp path", its own kernel instances); up to 1,792 rows the "row path" spreads it over
-// the CTA. Otherwise each batch is one thread-block cluster of K CTAs
+// the CTA; up to 12,288 rows the "mid path" (its own instances, one CTA of 512 threads) keeps each thread's rows
+// in registers. Otherwise each batch is one thread-block cluster of K CTAs
 // of 256-1024 threads (K = 1 for small batches, up to 16); rank k owns a contiguous slice of the rows and a
 // slice of num_splits:
 //   1. (dense mode) each rank scans its rows' costs and publishes its sum to every rank (distributed shared
