@@ -1208,19 +1208,26 @@ __device__ __forceinline__ void window_inclusive_sums(uint32_t (&v)[R]) {
   }
 }
 
-template <bool kSmem, int R>
-__device__ __forceinline__ bool warp_path(const Args& a) {
+// The shared memory of the one-CTA paths (warp and mid): the fixed block, then a region for the path's own
+// arrays (the smem kernel's dynamic shared memory, the low_smem kernel's part records).
+template <bool kSmem>
+__device__ __forceinline__ void one_cta_smem(Shared*& sh, uint32_t*& region) {
   extern __shared__ __align__(16) uint8_t dyn[];
-  Shared* sh;
-  uint32_t* key;
   if constexpr (kSmem) {
     sh = reinterpret_cast<Shared*>(dyn);
-    key = reinterpret_cast<uint32_t*>(dyn + kSmemFixedBytes);
+    region = reinterpret_cast<uint32_t*>(dyn + kSmemFixedBytes);
   } else {
     LowStatic* ls = low_static<false>();
     sh = &ls->sh;
-    key = reinterpret_cast<uint32_t*>(ls->rec);
+    region = reinterpret_cast<uint32_t*>(ls->rec);
   }
+}
+
+template <bool kSmem, int R>
+__device__ __forceinline__ bool warp_path(const Args& a) {
+  Shared* sh;
+  uint32_t* key;
+  one_cta_smem<kSmem>(sh, key);
   uint4* tab = reinterpret_cast<uint4*>(key + 32 * R);
   uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // [0] n, [1] C, [2] qt, [3] Q, [4] end_block of n - 1, [5] flag
   const int64_t g = a.batch0 + blockIdx.y;
@@ -1452,17 +1459,9 @@ __device__ __forceinline__ void load_rows(const int32_t* lens, int i0, int B, in
 
 template <bool kSmem, int R>
 __device__ __forceinline__ bool mid_path(const Args& a) {
-  extern __shared__ __align__(16) uint8_t dyn[];
   Shared* sh;
   uint32_t* cand;
-  if constexpr (kSmem) {
-    sh = reinterpret_cast<Shared*>(dyn);
-    cand = reinterpret_cast<uint32_t*>(dyn + kSmemFixedBytes);
-  } else {
-    LowStatic* ls = low_static<false>();
-    sh = &ls->sh;
-    cand = reinterpret_cast<uint32_t*>(ls->rec);
-  }
+  one_cta_smem<kSmem>(sh, cand);
   uint32_t* hrow = cand + kMidCand;
   uint32_t* hd = hrow + (kRowParts + 2);
   uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // [0] K, [1] C, [2] the chain outgrew the bound

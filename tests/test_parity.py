@@ -99,6 +99,20 @@ def test_row_path_walks(backend, F, hi, B, P):
     assert_same(backend.run(lens, P, F=F), ref(lens, P, F=F), f"{backend.name} F={F} B={B} P={P}")
 
 
+def check_vmapped(backend, lens, nv, P: int, F: int, bs: int) -> int:
+    """One vmapped call over the batches `lens` [G, B] with num_valid `nv`, each checked against the reference;
+    returns G."""
+    f = jax.jit(jax.vmap(lambda s, n: mm.schedule(s, num_sm_parts=P, kernel=backend.kernel, num_valid=n,
+                                                    block_size_n=bs, fixed_overhead_num_blocks=F,
+                                                    device=backend.device)))
+    meta, splits = (np.asarray(a) for a in f(jax.device_put(lens, backend.device), jax.device_put(nv, backend.device)))
+    for g in range(len(lens)):
+        assert_same((meta[g], splits[g]), ref(lens[g], P, num_valid=nv[g], bs=bs, F=F),
+                    f"{backend.name} B={lens.shape[1]} P={P} F={F} bs={bs} num_valid={nv[g]} "
+                    f"lens={lens[g][:8].tolist()}")
+    return len(lens)
+
+
 def test_warp_path_shapes(backend):
     """Small dense batches (B <= 512, P <= 256: the kernels' warp path, 1, 2, 4, 8 or 16 rows per lane) on both
     sides of every size step, with F < Q (a walk of restarts) and Q <= F (every row restarts), short rows (many
@@ -118,21 +132,13 @@ def test_warp_path_shapes(backend):
                              for g in range(G)]).astype(np.int32)
             nv = rng.integers(0, B + 1, G).astype(np.int32)
             nv[:4] = B
-            f = jax.jit(jax.vmap(lambda s, n: mm.schedule(s, num_sm_parts=P, kernel=backend.kernel, num_valid=n,
-                                                            block_size_n=bs, fixed_overhead_num_blocks=F,
-                                                            device=backend.device)))
-            meta, splits = (np.asarray(a) for a in f(jax.device_put(lens, backend.device),
-                                                      jax.device_put(nv, backend.device)))
-            for g in range(G):
-                assert_same((meta[g], splits[g]), ref(lens[g], P, num_valid=nv[g], bs=bs, F=F),
-                            f"{backend.name} B={B} P={P} F={F} bs={bs} num_valid={nv[g]} lens={lens[g][:8].tolist()}")
-                tried += 1
+            tried += check_vmapped(backend, lens, nv, P, F, bs)
     assert tried >= 100
 
 
 def test_mid_path_shapes(backend):
     """Mid-size dense batches (1,792 < B <= 12,288, P <= 256, block_size_n 64 or 128: the kernels' mid path,
-    one CTA with 4, 8 or 12 rows per thread) on both sides of every size step and of the threshold pair, with
+    one CTA of 512 threads with 8, 16 or 24 rows each) on both sides of every size step and of the threshold pair, with
     padding (num_valid), odd B (unaligned batches of a vmap), equal lengths (long chains of restarts, which may
     outgrow the candidate bound), short rows (more candidates than the path keeps), and inputs the path hands
     to the general path (Q <= F, totals of 2^30 blocks or more, other block sizes)."""
@@ -152,15 +158,7 @@ def test_mid_path_shapes(backend):
             lens = np.stack([kinds[int(rng.integers(0, 4))]() for _ in range(G)]).astype(np.int32)
             nv = rng.integers(0, B + 1, G).astype(np.int32)
             nv[:2] = B
-            f = jax.jit(jax.vmap(lambda s, n: mm.schedule(s, num_sm_parts=P, kernel=backend.kernel, num_valid=n,
-                                                            block_size_n=bs, fixed_overhead_num_blocks=F,
-                                                            device=backend.device)))
-            meta, splits = (np.asarray(a) for a in f(jax.device_put(lens, backend.device),
-                                                      jax.device_put(nv, backend.device)))
-            for g in range(G):
-                assert_same((meta[g], splits[g]), ref(lens[g], P, num_valid=nv[g], bs=bs, F=F),
-                            f"{backend.name} B={B} P={P} F={F} bs={bs} num_valid={nv[g]} lens={lens[g][:8].tolist()}")
-                tried += 1
+            tried += check_vmapped(backend, lens, nv, P, F, bs)
     assert tried >= 60
 
 
