@@ -1416,8 +1416,9 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 // Both kernels, dense mode, one CTA of kMidThreads (512) threads, kRowPathRows < B <= kMidPathRows (12,288),
 // P <= kRowParts (256), block_size_n a power of two >= 64 (midpath_fits, schedule_core.h). Thread i holds the
 // costs of rows [R i, R i + R) in registers (R = 8, 16 or 24); no per-row shared memory, so both kernels run
-// it alike, and no per-row division: each thread divides once and then steps its rows' tape positions past
-// multiples of Q. (Rolled loops that reread the lengths from L1 were 1.5x slower: measured at 11,622 rows.)
+// it alike, and no division per row: each thread divides once per pass and then steps its rows' tape
+// positions past multiples of Q (see `residues`). (Rolled loops that reread the lengths from L1 were 1.5x
+// slower: measured at 11,622 rows.)
 //  * Candidates (as in the row path): rows with t = S mod Q <= L = 128 + 2F. While d + F <= L no other row
 //    can be hit, and no hit wraps below the one before (L < Q - 1), so D = d, the t of the last hit.
 //  * Warp 0 walks the chain of restarts over the candidates, 32 per ballot round (the row path's walk).
