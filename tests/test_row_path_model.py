@@ -10,11 +10,13 @@ The row path never walks the batch part by part. It derives everything from S_j 
     the rows before p telescope to qa_p - k (k: the last hit at or before p), so num_splits needs no scan;
   * each part's row by a binary search over per-row keys (the first part a row owns: its first cut part, or
     the one before it when the row is hit).
-The "warp path" (B <= 256: one warp, every row walked, no candidates) adds two identities, modelled in
+The "warp path" (B <= 512: one warp, every row walked, no candidates) adds two identities, modelled in
 warp_path_model: when F < Q the k-th restart, at row h with S_h = g Q + t, begins part m_k = g - W_k and has
 D_k = t + W_k Q (W_k: restarts whose t fell below the one before), so no division per restart; when Q <= F
 every row after the first restarts and row j begins part m_j = sum_{i<j} ceil(nblk_i / Q). Each part then
 finds its row by a binary search over keys (the first part a row owns), which never decrease.
+The "mid path" (1,793-12,288 rows, mid_path_model) walks the candidates like the row path and steps each
+thread's rows past multiples of Q; every part is written by the row that holds its end.
 This module re-states those steps in Python, step for step, and compares the result with the reference on
 fresh random inputs. The GPU tests check the kernels themselves; this one keeps the identities they rely on
 under test on every machine.
@@ -37,6 +39,16 @@ def tape(lens, P: int, bs: int, F: int, n: int):
         S.append(S[-1] + c + F)
     assert S[n] < 2**30   # the paths' 32-bit arithmetic; the kernels take the general path otherwise
     return nblk, S, S[n], -(-S[n] // P)
+
+
+def store_part_rows(meta, q: int, end, nxt):
+    """Part q's rows of tile_scheduler_metadata, as the kernels' store_part_rows writes them: its end (row,
+    block) in row q, its successor's begin (row, block, split) in row q + 1, and part 0 also row 0's begin."""
+    meta[q, 2:4] = end
+    if q + 1 < len(meta):
+        meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
+    if q == 0:
+        meta[0, 0:2], meta[0, 4] = (0, 0), 0
 
 
 def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
@@ -106,10 +118,7 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
             else:   # part q cuts row j
                 eb = q * Q + rbase[j]
                 end, nxt = (j, eb), (j, eb, q - qa + 1)
-        meta[q, 2:4] = end
-        if q + 1 < P:
-            meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
-    meta[0, 0:2], meta[0, 4] = (0, 0), 0
+        store_part_rows(meta, q, end, nxt)
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
@@ -164,10 +173,7 @@ def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
             else:   # part q cuts row j
                 eb = (q * Q + rbase[j]) % M
                 end, nxt = (j, eb), (j, eb, q - qa[j] + 1)
-        meta[q, 2:4] = end
-        if q + 1 < P:
-            meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
-    meta[0, 0:2], meta[0, 4] = (0, 0), 0
+        store_part_rows(meta, q, end, nxt)
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
@@ -202,13 +208,8 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, cap: int = 204
     splits = [None] * (B + 1)
 
     def put(q, end, nxt):
-        if q >= P:
-            return
-        meta[q, 2:4] = end
-        if q + 1 < P:
-            meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
-        if q == 0:
-            meta[0, 0:2], meta[0, 4] = (0, 0), 0
+        if q < P:
+            store_part_rows(meta, q, end, nxt)
 
     for i in range(T):   # thread i: rows [i R, i R + R)
         i0 = i * R
