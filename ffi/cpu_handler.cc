@@ -65,7 +65,9 @@ NB_MODULE(_cpu, m) {
         "Cluster size for B rows (about 4096 rows per CTA), capped at kmax.");
   m.def("midpath_fits", [](int64_t B, int64_t P, int64_t bs) { return midpath_fits(B, P, bs); }, nb::arg("B"),
         nb::arg("num_sm_parts"), nb::arg("block_size_n"),
-        "Whether a dense batch of B rows takes the CUDA kernels' mid path (one CTA of 512 threads).");
+        "Whether a dense batch of B rows takes the CUDA kernels' mid path (512-thread CTAs, up to 2,048 rows each).");
+  m.def("midpath_cluster", [](int64_t B, int kmax) { return midpath_cluster(B, kmax); }, nb::arg("B"),
+        nb::arg("kmax"), "Cluster size of the mid path for B rows on a device whose largest cluster is kmax.");
   m.def("smem_supported", &smem_supported, nb::arg("block_size_n"), nb::arg("fixed_overhead_num_blocks"),
         "Whether the smem kernel can represent every row cost for this block size and overhead.");
   m.def("workspace_bytes", &workspace_bytes, nb::arg("B"), nb::arg("num_sm_parts"),

@@ -10,8 +10,8 @@
 // 256) take one CTA of 256 threads: each row derives from S_j mod Q whether a part restarts on it and how
 // many parts cut it, so only the short chain of restarts is sequential. Up to 512 rows one warp does all the
 // per-row work (the "warp path", its own kernel instances); up to 1,792 rows the "row path" spreads it over
-// the CTA; up to 12,288 rows the "mid path" (its own instances, one CTA of 512 threads) keeps each thread's rows
-// in registers. Otherwise each batch is one thread-block cluster of K CTAs
+// the CTA; up to 12,288 rows the "mid path" (its own instances, a cluster of 512-thread CTAs with up to 2,048
+// rows each) keeps each thread's rows in registers. Otherwise each batch is one thread-block cluster of K CTAs
 // of 256-1024 threads (K = 1 for small batches, up to 16); rank k owns a contiguous slice of the rows and a
 // slice of num_splits:
 //   1. (dense mode) each rank scans its rows' costs and publishes its sum to every rank (distributed shared
@@ -114,9 +114,24 @@ struct Args {
       reinterpret_cast<long long*>(a.ws + (a.batch0 + blockIdx.y) * a.ws_stride + a.lay.scalars)[k] = \
           clock64();                                                                              \
   } while (0)
+// The mid path also stores, per rank, %globaltimer (ns, one clock for the whole GPU) into the workspace's
+// chunk-sums area, which it does not use otherwise: [rank * 16 + k] (benchmarks/phase_timing.py --ranks).
+#define MLA_MID_STAMP(k)                                                                          \
+  do {                                                                                            \
+    MLA_STAMP(k);                                                                                 \
+    if (threadIdx.x == 0) {                                                                       \
+      unsigned long long t_;                                                                      \
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_));                                      \
+      reinterpret_cast<unsigned long long*>(a.ws + (a.batch0 + blockIdx.y) * a.ws_stride +       \
+                                            a.lay.chunks)[blockIdx.x * 16 + (k)] = t_;            \
+    }                                                                                             \
+  } while (0)
 #else
 #define MLA_STAMP(k) \
   do {               \
+  } while (0)
+#define MLA_MID_STAMP(k) \
+  do {                   \
   } while (0)
 #endif
 
@@ -126,6 +141,45 @@ __device__ __forceinline__ void cluster_arrive_relaxed() {
 }
 __device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
+// Pushing words into other CTAs' shared memory without a cluster-scope release (measured on an H100: a
+// cluster barrier with release / acquire semantics takes ~1,300 cycles, a relaxed one ~115, an all-gather of
+// one word per CTA by st.async ~250-400). Each word lands in the receiver's shared memory and counts 4 bytes
+// on the receiver's mbarrier; the receiver waits until the bytes it expects have all landed, which also makes
+// them visible to it. An mbarrier must be initialised (and that made visible to the cluster, see
+// mbar_init_fence) before any CTA sends to it, and invalidated before its memory is used otherwise.
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ uint32_t cluster_addr(uint32_t a, unsigned rank) {   // that CTA's copy of address a
+  uint32_t o;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(o) : "r"(a), "r"(rank));
+  return o;
+}
+__device__ __forceinline__ void push_word(uint32_t* dst, uint64_t* bar, unsigned rank, uint32_t v) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.u32 [%0], %1, [%2];\n"
+               ::"r"(cluster_addr(smem_addr(dst), rank)), "r"(v), "r"(cluster_addr(smem_addr(bar), rank))
+               : "memory");
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar) {   // one arrival (the receiver's expect_bytes)
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_expect_bytes(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar) {   // phase 0 (each mbarrier here completes once)
+  asm volatile(
+      "{\n .reg .pred p;\n"
+      "MLA_WAIT_%=:\n mbarrier.test_wait.parity.acquire.cluster.shared::cta.b64 p, [%0], 0;\n"
+      " @!p bra MLA_WAIT_%=;\n}\n" ::"r"(smem_addr(bar))
+      : "memory");
+}
+__device__ __forceinline__ void mbar_inval(uint64_t* bar) {
+  asm volatile("mbarrier.inval.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
 
 // Programmatic dependent launch (the wide batches' three launches): `pdl_trigger` lets the next kernel of the
 // stream start launching; `pdl_wait` returns once the kernel before this one has completed and its memory
@@ -1413,37 +1467,46 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 }
 
 // =============================== mid-size dense batches: the mid path ===============================
-// Both kernels, dense mode, one CTA of kMidThreads (512) threads, kRowPathRows < B <= kMidPathRows (12,288),
-// P <= kRowParts (256), block_size_n a power of two >= 64 (midpath_fits, schedule_core.h). Thread i holds the
-// costs of rows [R i, R i + R) in registers (R = 8, 16 or 24); no per-row shared memory, so both kernels run
-// it alike, and no division per row: each thread divides once per pass and then steps its rows' tape
-// positions past multiples of Q (see `residues`). (Rolled loops that reread the lengths from L1 were 1.5x
-// slower: measured at 11,622 rows.)
+// Both kernels, dense mode, kRowPathRows < B <= kMidPathRows (12,288), P <= kRowParts (256), block_size_n a
+// power of two >= 64 (midpath_fits, schedule_core.h). A cluster of K CTAs (midpath_cluster: 1-8 on an H100)
+// of kMidThreads (512) threads; rank r owns rows [r W, r W + W) (W: ceil(B / K) rounded up to whole threads)
+// and thread i of it rows [r W + R i, r W + R i + R) (R = 4, 8, 16 or 24), whose costs it keeps in
+// registers: no per-row shared memory, so both kernels run it alike, and no division per row: each thread
+// divides once per pass and then steps its rows' tape positions past multiples of Q (see `residues`).
+// (Rolled loops that reread the lengths from L1 were 1.5x slower: measured at 11,622 rows on one CTA.)
+//  * Each rank scans its costs and sends its sum to every rank (push_word: no cluster barrier, whose release
+//    costs ~1,300 cycles); then every thread knows the total, Q and S of its rows.
 //  * Candidates (as in the row path): rows with t = S mod Q <= L = 128 + 2F. While d + F <= L no other row
-//    can be hit, and no hit wraps below the one before (L < Q - 1), so D = d, the t of the last hit.
-//  * Warp 0 walks the chain of restarts over the candidates, 32 per ballot round (the row path's walk).
+//    can be hit, and no hit wraps below the one before (L < Q - 1), so D = d, the t of the last hit. Each
+//    rank sends its count and its candidates (at most M = kMidCand / K) to every rank (into rank slots), a
+//    word a thread, and every rank lays them out in row order in its own shared memory (so the walk reads no
+//    remote memory).
+//  * Warp 0 of every rank walks the same chain of restarts over the candidates, 32 per ballot round (the row
+//    path's walk).
 //  * Then each thread steps through its rows with qa = floor((S - d) / Q), the first part that ends at or
 //    after the row's start (it does not change at a restart). Row j's num_splits entry is j + qa - k (k: the
 //    last restart at or before it). While S_{j+1} >= (qa + 1) Q + d, part qa ends inside row j (at block
 //    (qa + 1) Q + d - S_j), or, within F of S_{j+1}, in the first F units of the next row (written by that
 //    row, a restart) or at the tape's end. So every part is written by the thread whose row holds its end,
 //    in the rare branch of that step, and no part searches for its row.
-//  * Barriers: the cost scan, the candidate scan, the candidates, the restarts.
 // The batch goes to the general path, before anything is written, when the tape total reaches 2^30, when
-// Q <= L + 1 or F > L, when there are more than kMidCand candidates, or when the chain outgrows the bound.
-// Shared memory (midpath_bytes): the candidates (row << 16 | t), then per restart k its row and d (k = 0:
-// row 0 with d = 0; k = K + 1: a sentinel row). Scalars in Shared::u: K, C and the outgrown-bound flag.
-constexpr int kMidThreads = 512;
+// Q <= L + 1 or F > L, when there are more than kMidCand candidates (K > 1: more than M in a rank), or when
+// the chain outgrows the bound: each test gives the same answer in every rank, every word sent to a rank has
+// landed before it leaves, and the general path begins with its own cluster barrier.
+// Shared memory (midpath_bytes): the candidates in row order (row << 16 | t); the rank slots (K > 1); per
+// restart k its row and d (k = 0: row 0 with d = 0; k = K + 1: a sentinel row); each rank's tape sum and
+// candidate count; three mbarriers. Scalars in Shared::u: the number of restarts, C and the outgrown-bound
+// flag.
 static_assert(midpath_bytes() <= kPartRecordBytes * kStageParts,
               "the mid path must fit the low_smem kernel's part records");
 static_assert(kMidPathRows <= 24 * kMidThreads && kMidPathRows < 65536, "the mid path: 24 rows a thread, 16-bit rows");
 
-// The R lengths of rows [i0, i0 + R) (0 past B), all requested at once (16-byte loads when aligned).
+// The R lengths of rows [i0, i0 + R) (0 from row `end` on), all requested at once (16-byte loads when aligned).
 template <int R>
-__device__ __forceinline__ void load_rows(const int32_t* lens, int i0, int B, int32_t (&len)[R]) {
+__device__ __forceinline__ void load_rows(const int32_t* lens, int i0, int end, int32_t (&len)[R]) {
   static_assert(R % 4 == 0, "whole 16-byte groups");
   const int32_t* p = lens + i0;
-  if (i0 + R <= B && (reinterpret_cast<uintptr_t>(p) & 15u) == 0) {
+  if (i0 + R <= end && (reinterpret_cast<uintptr_t>(p) & 15u) == 0) {
 #pragma unroll
     for (int v = 0; v < R / 4; ++v) {
       const int4 x = __ldg(reinterpret_cast<const int4*>(p) + v);
@@ -1454,40 +1517,67 @@ __device__ __forceinline__ void load_rows(const int32_t* lens, int i0, int B, in
     }
   } else {
 #pragma unroll
-    for (int j = 0; j < R; ++j) len[j] = i0 + j < B ? __ldg(p + j) : 0;
+    for (int j = 0; j < R; ++j) len[j] = i0 + j < end ? __ldg(p + j) : 0;
   }
 }
 
 template <bool kSmem, int R>
 __device__ __forceinline__ bool mid_path(const Args& a) {
   Shared* sh;
-  uint32_t* cand;
+  uint32_t* cand;   // every candidate, in row order (the walk's list)
   one_cta_smem<kSmem>(sh, cand);
-  uint32_t* hrow = cand + kMidCand;
+  uint32_t* slots = cand + kMidCand;      // K > 1: rank k's candidates at [k M, k M + M), M = kMidCand / K
+  uint32_t* hrow = slots + kMidCand;
   uint32_t* hd = hrow + (kRowParts + 2);
-  uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // [0] K, [1] C, [2] the chain outgrew the bound
+  uint32_t* rsum = hd + (kRowParts + 2);  // [kMaxCluster]: rank k's tape sum, pushed by rank k
+  uint32_t* rcnt = rsum + kMaxCluster;    // [kMaxCluster]: rank k's candidate count, pushed by rank k
+  uint64_t* bar = reinterpret_cast<uint64_t*>(rcnt + kMaxCluster);   // [3]: the sums, counts, lists landed
+  uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // [0] restarts, [1] C, [2] the chain outgrew the bound
+  const unsigned K = gridDim.x, rank = blockIdx.x;     // the cluster spans grid.x
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (K > 1) {
+    if (tid == 0) {
+      for (int i = 0; i < 3; ++i) mbar_init(bar + i);
+      mbar_expect_bytes(bar, 4 * K);       // a word from every rank
+      mbar_expect_bytes(bar + 1, 4 * K);
+      mbar_init_fence();
+    }
+    cluster_arrive_relaxed();   // phase 0: every CTA of the cluster has started, its mbarriers ready
+  }
+  MLA_MID_STAMP(5);
   const int64_t g = a.batch0 + blockIdx.y;
   const int B = static_cast<int>(a.B), P = a.c.num_parts;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, i0 = tid * R;
+  // This rank's rows: [r0, r1), W = r1 - r0 a multiple of R (K is a power of two: a shift, not a division).
+  const int W = (((B + static_cast<int>(K) - 1) >> (__ffs(static_cast<int>(K)) - 1)) + R - 1) / R * R;
+  const int r0 = static_cast<int>(rank) * W, r1 = r0 + W, i0 = r0 + tid * R;
   const int32_t* lens = a.seqlens + g * a.B;
   int32_t len0[R];
-  load_rows<R>(lens, i0, B, len0);
+  load_rows<R>(lens, i0, min(r1, B), len0);
+  // The row before the thread's (a restart on its first row ends a part there).
+  const int32_t len_prev = i0 > 0 && i0 <= B ? __ldg(lens + i0 - 1) : 0;
   const int n = static_cast<int>(valid_rows(a, g));
-  MLA_STAMP(0);
+  // The last rank ends the parts past the tape in row n - 1.
+  const int32_t len_last = rank == K - 1 && n > 0 ? __ldg(lens + n - 1) : 0;
+  MLA_MID_STAMP(0);
   int32_t* meta = a.meta + g * P * 8;
   int32_t* splits = a.splits + g * (a.B + 1);
-  if (n == 0) {
-    store_empty_rows(meta, P);
-    for (int p = tid; p <= B; p += kMidThreads) splits[p] = 0;
+  if (n == 0) {   // the same in every rank: rank 0 writes everything
+    if (rank == 0) {
+      store_empty_rows(meta, P);
+      for (int p = tid; p <= B; p += kMidThreads) splits[p] = 0;
+    }
+    if (K > 1) cluster_wait();
     return true;
   }
+  const int nl = min(n, r1);   // this rank's rows with a length
   const uint32_t F = static_cast<uint32_t>(a.c.overhead);
   const int shift = a.bs_shift;   // >= 6: a row costs < 2^25 + F < 2^26, R of them < 2^31
-  // The costs of the thread's rows stay in registers (0 from row n on); every pass over them is unrolled.
-  uint32_t cost[R], tsum = 0, cmax = 0;
+  // The costs of the thread's rows stay in registers (0 from row nl on); every pass over them is unrolled.
+  uint32_t cost[R], tsum = 0, cmax = 0, zm = 0;   // zm: rows of length 0 (their end_block is 0)
 #pragma unroll
   for (int j = 0; j < R; ++j) {
-    cost[j] = i0 + j < n ? (static_cast<uint32_t>(max(len0[j], 1) - 1) >> shift) + 1u + F : 0u;
+    cost[j] = i0 + j < nl ? (static_cast<uint32_t>(max(len0[j], 1) - 1) >> shift) + 1u + F : 0u;
+    zm |= (len0[j] == 0 ? 1u : 0u) << j;
     tsum += cost[j];
     cmax = max(cmax, cost[j]);
   }
@@ -1496,23 +1586,45 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
     for (int j = 0; j < R; ++j) f(j, cost[j]);
   };
   constexpr uint32_t kCap = 1u << 30;
+  const SatPlus sat{kCap};
   uint32_t total;
-  const uint32_t excl = block_exclusive_sum(min(tsum, kCap), reinterpret_cast<uint32_t*>(sh->scan[0]), &total,
-                                            SatPlus{kCap});
-  MLA_STAMP(1);
+  uint32_t excl = block_exclusive_sum(min(tsum, kCap), reinterpret_cast<uint32_t*>(sh->scan[0]), &total, sat);
+  MLA_MID_STAMP(1);
+  if (K > 1) {   // every rank's sum, pushed to every rank: the total and where this rank's slice starts
+    cluster_wait();   // phase 0 complete: other ranks may be sent to
+    MLA_MID_STAMP(13);
+    if (tid < static_cast<int>(K)) push_word(rsum + rank, bar, tid, total);
+    mbar_wait(bar);
+    uint32_t pre = 0, all = 0;
+#pragma unroll
+    for (int k = 0; k < kMaxCluster; ++k) {
+      const uint32_t v = k < static_cast<int>(K) ? rsum[k] : 0u;
+      if (k < static_cast<int>(rank)) pre = sat(pre, v);
+      all = sat(all, v);
+    }
+    excl = sat(excl, pre);
+    total = all;
+    MLA_MID_STAMP(10);
+  }
   // A batch this path does not take goes to the general path, after a barrier: the scan buffers are read
-  // until every warp has passed it.
-  auto general = [] {
+  // until every warp has passed it, and the mbarriers are waited on until then (then invalidated: the
+  // general path reuses their memory). Every word sent to this rank has landed by then.
+  auto general = [&] {
     __syncthreads();
+    if (K > 1) {
+      if (tid == 0)
+        for (int i = 0; i < 3; ++i) mbar_inval(bar + i);
+      __syncthreads();
+    }
     return false;
   };
-  if (total >= kCap) return general();   // uniform; nothing written
+  if (total >= kCap) return general();   // uniform in the cluster; nothing written
   const uint32_t Q = (total + static_cast<uint32_t>(P) - 1) / static_cast<uint32_t>(P);
   const uint32_t L = min(128u + 2u * F, 0xffffu);
   if (Q <= L + 1u || F > L) return general();   // uniform
   const FastDiv fq(Q);
   // t = S mod Q of each row, from the thread's first row (one division): `visit` gets (j, t) for every row
-  // (rows from n on repeat the last t). When every row of the thread costs less than Q (the rule: a row
+  // (rows from nl on repeat the last t). When every row of the thread costs less than Q (the rule: a row
   // costs a few dozen units, Q thousands), t steps by one conditional subtraction; otherwise by a division
   // where a multiple of Q is crossed (predicated by the compiler: ~11 instructions a row against 3).
   uint32_t t0;
@@ -1539,26 +1651,67 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
       });
     }
   };
-  uint32_t cm = 0;   // this thread's candidates (rows before n with t <= L)
+  uint32_t cm = 0;   // this thread's candidates (rows before nl with t <= L)
   residues([&](int j, uint32_t t) { cm |= (t <= L ? 1u : 0u) << j; });
-  if (n - i0 < R) cm &= n > i0 ? (1u << (n - i0)) - 1u : 0u;
+  if (nl - i0 < R) cm &= nl > i0 ? (1u << (nl - i0)) - 1u : 0u;
   uint32_t ncand;
   const uint32_t cpos = block_exclusive_sum(static_cast<uint32_t>(__popc(cm)), reinterpret_cast<uint32_t*>(sh->scan[1]),
                                             &ncand);
-  MLA_STAMP(2);
-  if (ncand > kMidCand) return general();   // uniform
-  if (cm != 0) {
+  MLA_MID_STAMP(2);
+  if (K == 1 && ncand > kMidCand) return general();   // uniform
+  if (cm != 0 && ncand <= kMidCand) {   // this rank's candidates
     uint32_t* dst = cand + cpos;
     residues([&](int j, uint32_t t) {
       if ((cm >> j) & 1u) *dst++ = (static_cast<uint32_t>(i0 + j) << 16) | t;
     });
   }
+  if (K > 1) {   // every rank's count and candidates (none when more than M), sent to every rank
+    const int kLog = __ffs(static_cast<int>(K)) - 1;
+    const uint32_t M = static_cast<uint32_t>(kMidCand) >> kLog;
+    if (tid < static_cast<int>(K)) push_word(rcnt + rank, bar + 1, tid, ncand);
+    __syncthreads();
+    // one word a thread: candidate c to rank k for c K + k = tid (and so on)
+    for (uint32_t w = tid; w < (ncand <= M ? ncand : 0u) << kLog; w += kMidThreads)
+      push_word(slots + rank * M + (w >> kLog), bar + 2, w & (K - 1), cand[w >> kLog]);
+    __syncthreads();   // every word is sent: the list below may overwrite `cand`
+    MLA_MID_STAMP(14);
+    mbar_wait(bar + 1);
+    MLA_MID_STAMP(15);
+    uint32_t end[kMaxCluster], all = 0, sent = 0;   // end[k]: candidates of ranks 0..k
+    bool full = false;                              // a rank has more than M: it sent none
+#pragma unroll
+    for (int k = 0; k < kMaxCluster; ++k) {
+      const uint32_t c = k < static_cast<int>(K) ? rcnt[k] : 0u;
+      all += c;
+      end[k] = all;
+      sent += c <= M ? c : 0u;
+      full |= c > M;
+    }
+    if (tid == 0) mbar_expect_bytes(bar + 2, 4 * sent);
+    mbar_wait(bar + 2);
+    MLA_MID_STAMP(8);
+    if (full) return general();   // uniform (more than kMidCand candidates, or one rank's share of them)
+    ncand = all;
+    for (uint32_t c = tid; c < ncand; c += kMidThreads) {
+      uint32_t k = 0, lo = 0;   // c is rank k's (c - lo)-th candidate
+#pragma unroll
+      for (int i = 0; i + 1 < kMaxCluster; ++i) {
+        if (c >= end[i]) {
+          k = i + 1;
+          lo = end[i];
+        }
+      }
+      cand[c] = slots[k * M + c - lo];
+    }
+    cluster_arrive_relaxed();   // nothing more is sent to this rank (the barrier completes before leaving)
+    MLA_MID_STAMP(11);
+  }
   __syncthreads();
-  MLA_STAMP(12);
+  MLA_MID_STAMP(12);
 
   if (warp == 0) {   // the chain of restarts over the candidates, 32 per ballot round (see the row path)
     uint32_t d = 0;
-    int K = 0;
+    int nh = 0;
     bool over = false;
     const uint32_t dmax = L - F;
 #pragma unroll 1
@@ -1583,34 +1736,37 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
         }
       }
       if (hit != 0) {
-        const int k = K + __popc(hit & ((2u << lane) - 1u));
+        const int k = nh + __popc(hit & ((2u << lane) - 1u));
         if (((hit >> lane) & 1u) && k <= P) {
           hrow[k] = ce >> 16;
           hd[k] = md;
         }
-        K += __popc(hit);
+        nh += __popc(hit);
       }
     }
-    if (K > P) K = P;   // not reached: every restart ends a distinct part
+    if (nh > P) nh = P;   // not reached: every restart ends a distinct part
     if (lane == 0) {
       hrow[0] = hd[0] = 0u;
-      hrow[K + 1] = 0xffffffffu;
+      hrow[nh + 1] = 0xffffffffu;
       uint32_t r;
       const uint32_t c = fq.div(total - d, r);
-      sc[0] = static_cast<uint32_t>(K);
-      sc[1] = c - static_cast<uint32_t>(K) - (r <= F ? 1u : 0u);
+      sc[0] = static_cast<uint32_t>(nh);
+      sc[1] = c - static_cast<uint32_t>(nh) - (r <= F ? 1u : 0u);
       sc[2] = over ? 1u : 0u;
     }
-    MLA_STAMP(9);
+    MLA_MID_STAMP(9);
   }
   __syncthreads();
-  MLA_STAMP(3);
-  if (sc[2] != 0u) return general();   // uniform
-  const int K = static_cast<int>(sc[0]), C = static_cast<int>(sc[1]), qt = K + C;
+  MLA_MID_STAMP(3);
+  if (sc[2] != 0u) {   // uniform
+    if (K > 1) cluster_wait();
+    return general();
+  }
+  const int NH = static_cast<int>(sc[0]), C = static_cast<int>(sc[1]), qt = NH + C;
   // The last restart before row i0 (a restart on row i0 itself is taken in the row loop).
   int k = 0;
   {
-    int hi = K + 1;
+    int hi = NH + 1;
     while (hi - k > 1) {
       const int mid = (k + hi) >> 1;
       if (hrow[mid] < static_cast<uint32_t>(i0)) k = mid; else hi = mid;
@@ -1620,16 +1776,23 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
   uint32_t s = excl;                    // S of the current row (total past n)
   uint32_t qa = fq.div(s - d);          // s >= S of the last restart >= d
   uint32_t nb = (qa + 1u) * Q + d;      // where part qa ends, less F
-  auto last_blk = [&](int j) { return static_cast<int>(last_block(__ldg(lens + j), a.c.block_size_n)); };
+  // end_block of a part that ends with row i0 + j - 1 (j = 0: the row before the thread's)
+  auto end_blk = [&](int j) {
+    return j == 0 ? static_cast<int>(last_block(len_prev, a.c.block_size_n))
+                  : ((zm >> (j - 1)) & 1u ? 0 : static_cast<int>(cost[j > 0 ? j - 1 : 0] - F));
+  };
+  // This rank writes num_splits[r0 .. lim] (the last rank up to B, below).
+  const int lim = min(r1 - 1, B);
   int32_t* sdst = splits + i0;
-  const bool vec = i0 + R <= B + 1 && (reinterpret_cast<uintptr_t>(sdst) & 15u) == 0;
+  const bool vec = i0 + R - 1 <= lim && (reinterpret_cast<uintptr_t>(sdst) & 15u) == 0;
   int4 sp;
-  // Rows from n on cost 0 and are never restarts: nothing happens there but num_splits n + C.
-  rows([&](int j, uint32_t cj) {
+  // Rows from n on cost 0 and are never restarts: nothing happens there but num_splits n + C. A thread past
+  // the rank's slice steps no rows (those may hold another rank's restarts).
+  if (i0 < r1) rows([&](int j, uint32_t cj) {
     const int row = i0 + j;
     if (static_cast<uint32_t>(row) == nh) {   // a restart: part qa - 1 ended in the first F units of this row
       if (qa - 1u < static_cast<uint32_t>(P))
-        store_part_rows(meta, static_cast<int>(qa) - 1, P, row - 1, last_blk(row - 1), row, 0, 0);
+        store_part_rows(meta, static_cast<int>(qa) - 1, P, row - 1, end_blk(j), row, 0, 0);
       ++k;
       d = hd[k];
       nh = hrow[k + 1];
@@ -1656,18 +1819,22 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
         if (vec) {
           *reinterpret_cast<int4*>(sdst + j - 3) = sp;
         } else {
-          if (row - 3 <= B) sdst[j - 3] = sp.x;
-          if (row - 2 <= B) sdst[j - 2] = sp.y;
-          if (row - 1 <= B) sdst[j - 1] = sp.z;
-          if (row <= B) sdst[j] = sp.w;
+          if (row - 3 <= lim) sdst[j - 3] = sp.x;
+          if (row - 2 <= lim) sdst[j - 2] = sp.y;
+          if (row - 1 <= lim) sdst[j - 1] = sp.z;
+          if (row <= lim) sdst[j] = sp.w;
         }
     }
   });
-  for (int p = R * kMidThreads + tid; p <= B; p += kMidThreads) splits[p] = n + C;
-  // The parts past the tape.
-  for (int q = max(qt, 0) + tid; q < P; q += kMidThreads)
-    store_part_rows(meta, q, P, n - 1, last_blk(n - 1), -1, 0, 0);
-  MLA_STAMP(4);
+  if (rank == K - 1) {
+    for (int p = r1 + tid; p <= B; p += kMidThreads) splits[p] = n + C;
+    // The parts past the tape.
+    for (int q = max(qt, 0) + tid; q < P; q += kMidThreads)
+      store_part_rows(meta, q, P, n - 1, static_cast<int>(last_block(len_last, a.c.block_size_n)), -1, 0, 0);
+  }
+  MLA_MID_STAMP(6);
+  if (K > 1) cluster_wait();   // no rank leaves while another may still send to it
+  MLA_MID_STAMP(4);
   return true;
 }
 
@@ -1681,9 +1848,9 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   if constexpr (kWR > 0) {   // the handler launches these instances only for dense batches with P <= 256
     if (a.c.topk < 0 && warp_path<kSmem, kWR>(a)) return;
   }
-  if constexpr (kMR > 0) {   // and these only where midpath_fits (schedule_core.h), on one CTA
+  if constexpr (kMR > 0) {   // and these only where midpath_fits (schedule_core.h)
     static_assert(kNT == kMidThreads, "the mid path runs on CTAs of kMidThreads threads");
-    if (a.c.topk < 0 && gridDim.x == 1 && a.bs_shift >= 6 && mid_path<kSmem, kMR>(a)) return;
+    if (a.c.topk < 0 && a.bs_shift >= 6 && mid_path<kSmem, kMR>(a)) return;
   }
   extern __shared__ __align__(16) uint8_t dyn[];
   const int64_t g = a.batch0 + blockIdx.y;
@@ -2175,15 +2342,24 @@ cudaError_t device_limits(int dev, int* optin, int* kmax) {
   const void* low_fns[3] = {reinterpret_cast<const void*>(mla_low_smem_kernel<256>),
                             reinterpret_cast<const void*>(mla_low_smem_kernel<512>),
                             reinterpret_cast<const void*>(mla_low_smem_kernel<1024>)};
-  // the mid path's smem instances run on one CTA, with the same limit
-  const void* mid_fns[3] = {reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 8>),
-                            reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 16>),
-                            reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 24>)};
+  // the mid path's instances (R = 4, 8, 16, 24 rows a thread); its clusters have at most kMaxCluster CTAs
+  const void* mid_fns[2][4] = {{reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 4>),
+                                reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 8>),
+                                reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 16>),
+                                reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 24>)},
+                               {reinterpret_cast<const void*>(mla_low_smem_kernel<kMidThreads, 0, 4>),
+                                reinterpret_cast<const void*>(mla_low_smem_kernel<kMidThreads, 0, 8>),
+                                reinterpret_cast<const void*>(mla_low_smem_kernel<kMidThreads, 0, 16>),
+                                reinterpret_cast<const void*>(mla_low_smem_kernel<kMidThreads, 0, 24>)}};
   for (int i = 0; i < 3 && e == cudaSuccess; ++i) {
     e = cudaFuncSetAttribute(smem_fns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, o);
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(mid_fns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, o);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(smem_fns[i], cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(low_fns[i], cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  }
+  for (int i = 0; i < 4 && e == cudaSuccess; ++i) {
+    e = cudaFuncSetAttribute(mid_fns[0][i], cudaFuncAttributeMaxDynamicSharedMemorySize, o);
+    for (int v = 0; v < 2 && e == cudaSuccess; ++v)
+      e = cudaFuncSetAttribute(mid_fns[v][i], cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
   }
   // the 1024-thread kernels are the hardest to place; smaller CTAs fit wherever these do
   if (e == cudaSuccess) e = max_cluster(smem_fns[2], o, &ks);
@@ -2210,7 +2386,7 @@ ffi::Error cuda_error(const char* what, cudaError_t e) {
 int threads_for(int64_t rows) { return rows <= 256 * kV ? 256 : (rows <= 512 * kV ? 512 : 1024); }
 
 // `pdl`: the kernel may start while the one before it runs (a wide dense batch, after its chunk sums).
-// `mid`: a mid-size dense batch (K = 1): the mid path's instances.
+// `mid`: a mid-size dense batch: the mid path's instances.
 template <bool kSmem>
 cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl, bool mid, cudaStream_t stream) {
   const int nt = mid ? kMidThreads : threads_for(rows_per_rank(a.B, K));
@@ -2233,7 +2409,8 @@ cudaError_t launch(const Args& a, int K, unsigned batches, size_t dyn, bool pdl,
   }
   if (mid) {
     constexpr int T = kMidThreads;
-    switch (midpath_rows_per_thread(a.B)) {
+    switch (midpath_rows_per_thread(a.B, K)) {
+      case 4: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<T, 0, 4> : mla_low_smem_kernel<T, 0, 4>, a);
       case 8: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<T, 0, 8> : mla_low_smem_kernel<T, 0, 8>, a);
       case 16: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<T, 0, 16> : mla_low_smem_kernel<T, 0, 16>, a);
       default: return cudaLaunchKernelEx(&cfg, kSmem ? mla_smem_kernel<T, 0, 24> : mla_low_smem_kernel<T, 0, 24>, a);
@@ -2284,10 +2461,12 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
                                        " bytes of shared memory per CTA (on a cluster of " + std::to_string(kmax) +
                                        "), the device allows " + std::to_string(optin));
   const bool use_smem = kernel == kSmem || (kernel == kAuto && ks > 0);
-  // A mid-size dense batch runs on one CTA (the smem kernel where its slice fits there; on every H100 it does).
+  // A mid-size dense batch runs the mid path on a cluster of its own size (the smem kernel where its shared
+  // memory fits there; on every H100 it does).
+  const int kmid = midpath_cluster(sh.B, kmax);
   const bool mid = c.topk < 0 && midpath_fits(sh.B, sh.P, c.block_size_n) &&
-                   (!use_smem || smem_bytes(sh.B, sh.P, 1) <= optin);
-  const int K = mid ? 1 : (use_smem ? ks : cluster_for(sh.B, kmax));
+                   (!use_smem || smem_bytes(sh.B, sh.P, kmid) <= optin);
+  const int K = mid ? kmid : (use_smem ? ks : cluster_for(sh.B, kmax));
   if (K < 1 || (K & (K - 1)) != 0)   // the kernels divide by K with shifts
     return ffi::Error::Internal("jax_mla_meta: cluster size " + std::to_string(K) + " is not a power of two");
   Args a{};

@@ -154,19 +154,32 @@ MLA_HD constexpr bool warppath_fits(int64_t B, int64_t P, int64_t K) {
 MLA_HD constexpr int64_t warppath_bytes(int64_t B) { return 20 * 32 * static_cast<int64_t>(warppath_rows_per_lane(B)); }
 
 // Mid-size dense batches (kRowPathRows < B <= kMidPathRows, P <= kRowParts, block_size_n a power of two >= 64,
-// so that a row costs < 2^26 units) take the "mid path": one CTA of 512 threads, each holding
-// midpath_rows_per_thread(B) (8, 16 or 24) consecutive rows in registers. Its shared memory: up to kMidCand
-// candidate rows for the walk, and the restarts (row, d) [kRowParts + 2].
+// so that a row costs < 2^26 units) take the "mid path": a cluster of midpath_cluster(B, kmax) CTAs of
+// kMidThreads threads (the fewest, up to the device's largest cluster, that leave a CTA at most
+// kMidRankRows rows), each thread holding midpath_rows_per_thread(B, K) (4, 8, 16 or 24) consecutive rows of
+// its CTA's slice in registers. Its shared memory per CTA: the candidate rows for the walk, in row order, and
+// as each CTA sent them, the restarts (row, d) [kRowParts + 2], two words per CTA of the cluster and three
+// mbarriers.
 constexpr int64_t kMidPathRows = 12288;
 constexpr int64_t kMidCand = 2048;
-MLA_HD constexpr int midpath_rows_per_thread(int64_t B) { return B <= 4096 ? 8 : (B <= 8192 ? 16 : 24); }
+constexpr int kMidThreads = 512;
+constexpr int64_t kMidRankRows = 2048;   // rows a CTA of the mid path aims at
 MLA_HD constexpr bool midpath_rows(int64_t B, int64_t P) {
   return B > kRowPathRows && B <= kMidPathRows && P <= kRowParts;
 }
 MLA_HD constexpr bool midpath_fits(int64_t B, int64_t P, int64_t block_size_n) {
   return midpath_rows(B, P) && block_size_n >= 64 && (block_size_n & (block_size_n - 1)) == 0;
 }
-MLA_HD constexpr int64_t midpath_bytes() { return 4 * kMidCand + 8 * (kRowParts + 2); }
+MLA_HD constexpr int midpath_cluster(int64_t B, int kmax) {
+  int K = 1;
+  while (K < kmax && K < kMaxCluster && (B + K - 1) / K > kMidRankRows) K *= 2;
+  return K;
+}
+MLA_HD constexpr int midpath_rows_per_thread(int64_t B, int64_t K) {
+  const int64_t r = (B + K - 1) / K, T = kMidThreads;
+  return r <= 4 * T ? 4 : (r <= 8 * T ? 8 : (r <= 16 * T ? 16 : 24));
+}
+MLA_HD constexpr int64_t midpath_bytes() { return 8 * kMidCand + 8 * (kRowParts + 2) + 8 * kMaxCluster + 24; }
 
 // Dynamic shared memory per CTA of the smem kernel for B rows and P parts on a K-CTA cluster.
 inline int64_t smem_bytes(int64_t B, int64_t P, int64_t K = 1) {
@@ -176,7 +189,7 @@ inline int64_t smem_bytes(int64_t B, int64_t P, int64_t K = 1) {
                        align16(4 * P);
   int64_t rows = rowpath_fits(B, P, K) ? align16(rowpath_bytes(B, P)) : 0;
   if (warppath_fits(B, P, K) && warppath_bytes(B) > rows) rows = warppath_bytes(B);
-  if (K == 1 && midpath_rows(B, P) && midpath_bytes() > rows) rows = midpath_bytes();
+  if (midpath_rows(B, P) && midpath_bytes() > rows) rows = midpath_bytes();
   return kSmemFixedBytes + (tape > rows ? tape : rows);
 }
 

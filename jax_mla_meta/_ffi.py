@@ -97,9 +97,15 @@ def cluster_for(B: int, kmax: int) -> int:
 
 
 def midpath_fits(B: int, num_sm_parts: int, block_size_n: int) -> bool:
-    """Whether a dense batch takes the CUDA kernels' mid path: one CTA of 512 threads for 1,793-12,288 rows,
-    num_sm_parts <= 256, block_size_n a power of two >= 64."""
+    """Whether a dense batch takes the CUDA kernels' mid path: 1,793-12,288 rows, num_sm_parts <= 256,
+    block_size_n a power of two >= 64."""
     return bool(_cpu.midpath_fits(int(B), int(num_sm_parts), int(block_size_n)))
+
+
+def midpath_cluster(B: int, kmax: int) -> int:
+    """CTAs (of 512 threads) the mid path runs a batch of B rows on: the fewest, a power of two up to kmax,
+    that leave each at most 2,048 rows."""
+    return int(_cpu.midpath_cluster(int(B), int(kmax)))
 
 
 def smem_supported(block_size_n: int, fixed_overhead_num_blocks: int) -> bool:

@@ -295,8 +295,9 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     "smem" when a CTA's slice fits the device's opt-in shared memory per block on such a cluster (doubled up
     to the largest if needed, and the block size is one it supports), else "low_smem". A dense batch
     (``topk`` None, as in :func:`schedule`) of 1,793-12,288 rows with num_sm_parts <= 256 and block_size_n a
-    power of two >= 64 runs on one CTA instead (the kernels' mid path; the smem kernel where its shared memory
-    fits one CTA). A low_smem batch of more than 8,192 rows per CTA also takes a chunk-sums launch before the
+    power of two >= 64 runs the kernels' mid path instead, on a cluster of 512-thread CTAs with at most 2,048
+    rows each where the device allows (``_ffi.midpath_cluster``; the smem kernel where its shared memory fits
+    there). A low_smem batch of more than 8,192 rows per CTA also takes a chunk-sums launch before the
     cluster (dense mode) and a num_splits launch after it (``reason`` says so)."""
     B = _as_int("B", B, 0)
     P = _as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
@@ -342,19 +343,24 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     else:
         k, why = "low_smem", (f"smem kernel would need {need} > {limit} bytes of opt-in shared memory per CTA "
                               f"on {kmax} CTAs")
-    # the handler's mid path: a dense batch on one CTA, where the smem kernel's shared memory fits there
+    # the handler's mid path: a dense batch on its own cluster size, where the smem kernel's shared memory fits
+    km = _ffi.midpath_cluster(B, kmax)
     mid = (topk is None and k in ("smem", "low_smem") and _ffi.midpath_fits(B, P, bs)
-           and (k == "low_smem" or _ffi.smem_bytes(B, P, 1) <= limit))
+           and (k == "low_smem" or _ffi.smem_bytes(B, P, km) <= limit))
     if mid:
-        why += "; dense: one CTA of 512 threads (the mid path)"
         if k == "smem":
-            need = _ffi.smem_bytes(B, P, 1)
+            need = _ffi.smem_bytes(B, P, km)
+            if kernel != "smem":
+                why = f"needs {need} <= {limit} bytes of opt-in shared memory per CTA"
+            else:
+                why = "forced"
+        why += f"; dense: the mid path, on {km} CTA{'s' if km != 1 else ''} of 512 threads"
     elif k == "low_smem":
         why += f"; on {kl} CTA{'s' if kl != 1 else ''}"
         if B > 8192 * kl:   # the handler's rows_per_rank(B, K) > kChunk (8,192, a multiple of its 32-row groups)
             why += (" with more than 8,192 rows each: a chunk-sums launch (dense mode) before the cluster and a "
                     "num_splits launch after it")
-    cluster = 1 if mid else (ks if k == "smem" else (kl if k == "low_smem" else None))
+    cluster = km if mid else (ks if k == "smem" else (kl if k == "low_smem" else None))
     return Plan(str(d), d.platform, B, P, need, limit, rows, k, why, cluster, kmax)
 
 

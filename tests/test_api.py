@@ -180,8 +180,9 @@ def test_forced_smem_refusal_follows_plan(monkeypatch):
 
 
 def test_plan_reports_the_mid_path(monkeypatch):
-    """Dense batches of 1,793-12,288 rows (num_sm_parts <= 256, block_size_n a power of two >= 64) run on one
-    CTA (the kernels' mid path): plan() says so, in dense mode only, with the smem kernel's one-CTA need."""
+    """Dense batches of 1,793-12,288 rows (num_sm_parts <= 256, block_size_n a power of two >= 64) run the
+    kernels' mid path on clusters of up to 2,048 rows a CTA: plan() says so, in dense mode only, with that
+    cluster's size and the smem kernel's need on it."""
     from jax_mla_meta import _ffi
 
     class FakeGpu:
@@ -193,17 +194,19 @@ def test_plan_reports_the_mid_path(monkeypatch):
     monkeypatch.setattr(_ffi, "optin_limit", lambda d: 232448)
     monkeypatch.setattr(_ffi, "cluster_limit", lambda d: 16)
     dev = FakeGpu()
-    for B in (1793, 4096, 11622, 11623, 12288):
+    for B, K in ((1793, 1), (2048, 1), (2049, 2), (4096, 2), (4097, 4), (8192, 4), (8193, 8), (11622, 8),
+                 (11623, 8), (12288, 8)):
+        assert _ffi.midpath_cluster(B, 16) == K and _ffi.midpath_cluster(B, 2) == min(K, 2), B
         for kernel in ("auto", "smem", "low_smem"):
             p = mm.plan(B, 132, kernel=kernel, device=dev)
-            assert p.cluster_size == 1 and "mid path" in p.reason, (B, kernel, p)
+            assert p.cluster_size == K and f"mid path, on {K} CTA" in p.reason, (B, kernel, p)
             if p.kernel == "smem":
-                assert p.smem_bytes == mm.smem_bytes(B, 132, 1) <= 232448
+                assert p.smem_bytes == mm.smem_bytes(B, 132, K) <= 232448
             sparse = mm.plan(B, 66, kernel=kernel, device=dev, topk=2048)
             assert sparse.cluster_size == _ffi.cluster_for(B, 16) and "mid path" not in sparse.reason
     for B, P, bs in [(1792, 132, 64), (12289, 132, 64), (4096, 257, 64), (4096, 132, 96), (4096, 132, 16)]:
         p = mm.plan(B, P, device=dev, block_size_n=bs)
         assert "mid path" not in p.reason, (B, P, bs)
-    assert mm.plan(4096, 132, device=dev, block_size_n=128).cluster_size == 1
+    assert mm.plan(4096, 132, device=dev, block_size_n=128).cluster_size == 2
     with pytest.raises(ValueError, match="topk"):
         mm.plan(4096, 132, device=dev, topk=-1)

@@ -138,13 +138,15 @@ def test_warp_path_shapes(backend):
 
 def test_mid_path_shapes(backend):
     """Mid-size dense batches (1,792 < B <= 12,288, P <= 256, block_size_n 64 or 128: the kernels' mid path,
-    one CTA of 512 threads with 8, 16 or 24 rows each) on both sides of every size step and of the threshold pair, with
+    a cluster of 512-thread CTAs, 1-8 of them with 4 rows a thread on an H100, restarts falling in any CTA's
+    slice) on both sides of every size step and of the threshold pair, with
     padding (num_valid), odd B (unaligned batches of a vmap), equal lengths (long chains of restarts, which may
     outgrow the candidate bound), short rows (more candidates than the path keeps), and inputs the path hands
     to the general path (Q <= F, totals of 2^30 blocks or more, other block sizes)."""
     rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
     tried = 0
-    for B in [1792, 1793, 2048, 4095, 4096, 4097, 6001, 8192, 8193, 11622, 11623, 12287, 12288, 12289]:
+    for B in [1792, 1793, 2048, 2049, 4095, 4096, 4097, 6001, 8192, 8193, 8195, 11622, 11623, 12287, 12288,
+              12289]:
         for _ in range(2):
             P = int(rng.choice([1, 7, 66, 132, 132, 255, 256]))
             F = int(rng.choice([0, 5, 5, 5, 64, 2**20]))

@@ -24,11 +24,13 @@ under test on every machine.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from conftest import random_lengths
-from jax_mla_meta import reference
+from jax_mla_meta import _ffi, reference
 
 
 def tape(lens, P: int, bs: int, F: int, n: int):
@@ -177,10 +179,11 @@ def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
-def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, cap: int = 2048, T: int = 512):
-    """tile_scheduler_metadata and num_splits as the mid path computes them (T threads of R consecutive rows),
-    or None where the kernel hands the batch to the general path: Q <= L + 1 (every row would be a candidate),
-    more than `cap` candidates, or a chain of restarts that outgrows the candidate bound. Needs a tape total
+def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16, cap: int = 2048, T: int = 512):
+    """tile_scheduler_metadata and num_splits as the mid path computes them (a cluster of K CTAs for a device
+    whose largest cluster is kmax; rank r owns rows [r W, r W + W), its T threads R consecutive rows each), or
+    None where the kernel hands the batch to the general path: Q <= L + 1 (every row would be a candidate),
+    more than `cap` candidates (K > 1: more than cap / K in a rank), or a chain of restarts that outgrows the candidate bound. Needs a tape total
     < 2^30. Restarts never wrap here (d + F <= L < Q), so D = d."""
     nblk, S, total, Q = tape(lens, P, bs, F, n)
     L = min(128 + 2 * F, 0xFFFF)
@@ -188,7 +191,12 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, cap: int = 204
         return None
     t = [s % Q for s in S]
     cand = [j for j in range(n) if t[j] <= L]   # row 0 (t = 0) first
-    if len(cand) > cap:
+    ranks = _ffi.midpath_cluster(B, kmax)
+    per = -(-B // ranks)   # rows a rank holds at most; R: the kernel instance's rows a thread
+    R = 4 if per <= 4 * T else 8 if per <= 8 * T else 16 if per <= 16 * T else 24
+    W = -(-per // R) * R
+    # one rank: at most `cap` candidates; K ranks: at most cap / K in each
+    if max(np.bincount(np.asarray(cand) // W, minlength=ranks)) > cap // ranks:
         return None
     hrow, hd = [0], [0]
     for j in cand[1:]:   # the chain of restarts, over the candidates only
@@ -201,7 +209,7 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, cap: int = 204
     c, r = divmod(total - hd[-1], Q)
     C = c - K - (r <= F)
     qt = K + C
-    R = -(-B // T)
+    assert ranks & (ranks - 1) == 0 and per <= T * R, (B, kmax, ranks, R)
     lb = [0 if int(lens[j]) == 0 else nblk[j] for j in range(n)]
     meta = np.full((P, 8), -7, np.int64)
     meta[:, 5:] = 0
@@ -211,8 +219,10 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, cap: int = 204
         if q < P:
             store_part_rows(meta, q, end, nxt)
 
-    for i in range(T):   # thread i: rows [i R, i R + R)
-        i0 = i * R
+    for rank, i in itertools.product(range(ranks), range(T)):   # thread i of a rank: rows [i0, i0 + R)
+        i0, r1 = rank * W + i * R, rank * W + W
+        if i0 >= r1:   # past the rank's slice: nothing to step
+            continue
         k = max(x for x in range(K + 1) if hrow[x] < i0) if i0 > 0 else 0
         d = hd[k]
         nh = hrow[k + 1] if k < K else None
@@ -221,7 +231,7 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, cap: int = 204
         nb = (qa + 1) * Q + d
         for j in range(R):
             row = i0 + j
-            if row > B:
+            if row > min(r1 - 1, B):   # the rank writes num_splits[rank W .. rank W + W - 1]
                 break
             if row >= n:
                 splits[row] = n + C
@@ -239,7 +249,7 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, cap: int = 204
                 qa, nb = qa + 1, nb + Q
                 if nbo + F < Sc:
                     put(q, (row, nbo - Sj), (row, nbo - Sj, q - q0 + 1))
-    for p in range(T * R, B + 1):
+    for p in range(ranks * W, B + 1):   # the last rank: entries past every slice
         splits[p] = n + C
     for q in range(max(qt, 0), P):   # the tape ends inside part q
         put(q, (n - 1, lb[n - 1]), (-1, 0, 0))
@@ -288,7 +298,7 @@ def test_mid_path_model_matches_reference():
         nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
         if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
             continue
-        got = mid_path_model(lens, P, bs, F, n, B)
+        got = mid_path_model(lens, P, bs, F, n, B, kmax=int(rng.choice([1, 2, 4, 8, 16])))
         if got is None:   # the general path runs
             continue
         want = reference.schedule(lens, P, bs, F, num_valid=n)
