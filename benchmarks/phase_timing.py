@@ -1,6 +1,8 @@
 """Cycles spent in each phase of both kernels (needs a build with -Ccmake.define.JAX_MLA_META_PHASE_TIMING=ON).
 
 python3 benchmarks/phase_timing.py [B ...]
+python3 benchmarks/phase_timing.py --ranks [B ...]   (the dense mid path, 1,793 <= B <= 12,288: every rank's
+                                                     %globaltimer stamps, ns from the first rank's start)
 
 Thread 0 of rank 0 stamps clock64() into the workspace; phases (see cuda_kernels.cu):
   start: reading num_valid, scan: costs and prefix sums of the rank's rows (dense only; sparse mode has a closed form),
@@ -27,6 +29,33 @@ from jax_mla_meta import _ffi, api, workloads
 from jax_mla_meta._primitive import schedule_p
 
 dev = jax.devices()[0]
+# The mid path's per-rank stamps (MLA_MID_STAMP in cuda_kernels.cu), in the order they are taken.
+MID_STAMPS = [(5, "start"), (0, "loaded"), (1, "scan"), (13, "phase0"), (10, "sums"), (2, "cand.scan"),
+              (14, "sent"), (15, "counts"), (8, "lists"), (11, "in.order"), (12, "sync"), (9, "walk"), (3, "bar"),
+              (6, "out"), (4, "exit")]
+
+
+def rank_timeline(B: int, P: int = 132) -> None:
+    offs = _ffi._cpu.workspace_offsets(B, P)
+    for kernel, name in ((1, "smem"), (2, "low_smem")):
+        K = api.plan(B, P, kernel=name, device=dev).cluster_size
+        lens = jax.device_put(workloads.lengths("lognormal", B, seed=B), dev)
+        f = jax.jit(lambda s: schedule_p.bind(s, np.int32(B), num_sm_parts=P, block_size_n=64,
+                                              fixed_overhead_num_blocks=5, topk=-1, kernel=kernel))
+        for _ in range(6):
+            ws = np.asarray(f(lens)[2])
+        g = ws[offs["chunks"]:offs["chunks"] + 8 * 16 * K].view(np.uint64).reshape(K, 16).astype(np.int64)
+        t0 = g[:, 5].min()
+        print(f"B={B} P={P} dense {name} K={K} (ns from the first rank's start)")
+        print("        " + " ".join(f"{n:>9s}" for _, n in MID_STAMPS))
+        for r in range(K):
+            print(f"rank {r:>2} " + " ".join(f"{g[r, i] - t0:9d}" for i, _ in MID_STAMPS), flush=True)
+
+
+if sys.argv[1:2] == ["--ranks"]:
+    for B in [int(a) for a in sys.argv[2:]] or [4096, 11622]:
+        rank_timeline(B)
+    sys.exit(0)
 for B in [int(a) for a in sys.argv[1:]] or [1, 512, 4096, 20000, 65536, 1 << 20]:
     for P, topk in ((132, -1), (66, 2048)):
         off = _ffi._cpu.workspace_offsets(B, P)["scalars"]

@@ -549,12 +549,15 @@ ENTRY %main (p: s32[4]) -> s32[4] {{
 # ------------------------------------------------------------------------------------------ 4. several devices
 
 
+@pytest.mark.parametrize("B,P", [(45, 9), (11622, 132)], ids=["warp_path", "mid_path_cluster"])
 @pytest.mark.parametrize("spelling", ["jax.shard_map", "jax.experimental.shard_map"])
-def test_two_gpus(spelling):
+def test_two_gpus(spelling, B, P):
+    """Each device runs its own kernels (the mid path's 8-CTA clusters too: their launch limits are read per
+    device)."""
     devices = need_gpus(2)
     if spelling not in shard_map_spellings():
         pytest.skip(f"{spelling} does not exist in jax {jax.__version__}")
-    check_multi_device(devices[:2], spelling)
+    check_multi_device(devices[:2], spelling, B=B, P=P)
 
 
 def test_two_cpu_devices_in_a_child(tmp_path):
