@@ -14,9 +14,9 @@
 // rows each) keeps each thread's rows in registers. Otherwise each batch is one thread-block cluster of K CTAs
 // of 256-1024 threads (K = 1 for small batches, up to 16); rank k owns a contiguous slice of the rows and a
 // slice of num_splits:
-//   1. (dense mode) each rank scans its rows' costs and publishes its sum to every rank (distributed shared
-//      memory); a cluster barrier; every rank then knows the total, Q and where its slice starts (with one
-//      CTA, every thread knows them from its own scan);
+//   1. (dense mode) each rank scans its rows' costs and sends its sum to every rank (st.async onto an
+//      mbarrier of the receiving CTA, no cluster barrier); every rank then knows the total, Q and where its
+//      slice starts (with one CTA, every thread knows them from its own scan);
 //   2. each rank finds the row holding every lo_q that falls in its slice and broadcasts that part's record;
 //      in sparse mode (every row costs c, S_i = i c) every part's end has a closed form: no records;
 //   3. a cluster barrier; one warp per rank walks all parts (redundantly in every rank, which saves a
@@ -72,7 +72,8 @@ static_assert(sizeof(PartRecord) == kPartRecordBytes, "PartRecord size must matc
 // Small fixed shared state of a CTA (kSmemFixedBytes in schedule_core.h bounds its size).
 struct alignas(16) Shared {
   int64_t scan[2][32];              // double-buffered block-scan scratch
-  int64_t rsum[kMaxCluster];        // each rank's tape sum (written remotely by that rank)
+  int64_t rsum[kMaxCluster];        // each rank's tape sum (sent by that rank, dense mode)
+  uint64_t bar;                     // dense clusters: mbarrier, every rank's sum has landed
   int64_t pre[kMaxCluster + 1];     // exclusive prefix of rsum: where each rank's slice starts; pre[K] = total
   int64_t u[4];                     // Q, and the first parts past the tape / of this rank / of the next
   uint32_t cut_mask[kMaskWindows];  // window walker: per window of 32 parts, which end strictly inside a row
@@ -159,6 +160,11 @@ __device__ __forceinline__ uint32_t cluster_addr(uint32_t a, unsigned rank) {   
 __device__ __forceinline__ void push_word(uint32_t* dst, uint64_t* bar, unsigned rank, uint32_t v) {
   asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.u32 [%0], %1, [%2];\n"
                ::"r"(cluster_addr(smem_addr(dst), rank)), "r"(v), "r"(cluster_addr(smem_addr(bar), rank))
+               : "memory");
+}
+__device__ __forceinline__ void push_dword(int64_t* dst, uint64_t* bar, unsigned rank, int64_t v) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b64 [%0], %1, [%2];\n"
+               ::"r"(cluster_addr(smem_addr(dst), rank)), "l"(v), "r"(cluster_addr(smem_addr(bar), rank))
                : "memory");
 }
 __device__ __forceinline__ void mbar_init(uint64_t* bar) {   // one arrival (the receiver's expect_bytes)
@@ -1994,7 +2000,14 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   const int nch = static_cast<int>((r1 - r0 + kCh - 1) / kCh);
   int64_t* wpre = reinterpret_cast<int64_t*>(ws + a.lay.chunks);   // [K * (R / kCh)][32] when nch > 1
   const int64_t wbase = static_cast<int64_t>(rank) * (R / kCh);
-  if (K > 1) cluster_arrive_relaxed();   // phase 0: every CTA of the cluster has started (completed below)
+  if (K > 1) {
+    if (threadIdx.x == 0) {   // the rank sums land on sh->bar (see push_word)
+      mbar_init(&sh->bar);
+      mbar_expect_bytes(&sh->bar, 8 * K);
+      mbar_init_fence();
+    }
+    cluster_arrive_relaxed();   // phase 0: every CTA of the cluster has started (completed below)
+  }
 
   // Phase 1: costs, prefix sums (the tape, kept in shared memory by the smem kernel), this rank's sum.
   ChunkScan cs;
@@ -2080,10 +2093,11 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   int64_t A0, qt, qa, qb;   // where this rank's slice of the tape starts; parts past the tape: [qt, P), this
                             // rank's: [qa, qb)
   if (K > 1) {
-    cluster_wait();   // phase 0 complete: remote shared memory may be written
-    if (threadIdx.x < K) remote(sh->rsum, threadIdx.x)[rank] = carry;
-    cluster_arrive();
-    cluster_wait();
+    cluster_wait();   // phase 0 complete: other ranks may be sent to
+    // st.async onto the receivers' mbarriers: a cluster barrier with release costs ~1,300 cycles. Nothing
+    // written to another rank's records below can meet that rank's own stores: disjoint arrays.
+    if (threadIdx.x < K) push_dword(&sh->rsum[rank], &sh->bar, threadIdx.x, carry);
+    mbar_wait(&sh->bar);
     if (warp == 0) {   // once, not in every warp: lanes scan the rank sums (K <= 16), then 3 lanes divide at once
       const int64_t v = lane < static_cast<int>(K) ? sh->rsum[lane] : 0;
       const int64_t inc = warp_inclusive_sum(v);
