@@ -31,7 +31,7 @@ from jax_mla_meta._primitive import schedule_p
 dev = jax.devices()[0]
 # The mid path's per-rank stamps (MLA_MID_STAMP in cuda_kernels.cu), in the order they are taken.
 MID_STAMPS = [(5, "start"), (0, "loaded"), (1, "scan"), (13, "phase0"), (10, "sums"), (2, "cand.scan"),
-              (14, "sent"), (15, "counts"), (8, "lists"), (11, "in.order"), (12, "sync"), (9, "walk"), (3, "bar"),
+              (14, "links"), (15, "pushed"), (8, "tables"), (12, "composed"), (9, "restarts"), (3, "bar"),
               (6, "out"), (4, "exit")]
 
 

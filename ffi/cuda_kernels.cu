@@ -1483,12 +1483,15 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 //  * Each rank scans its costs and sends its sum to every rank (push_word: no cluster barrier, whose release
 //    costs ~1,300 cycles); then every thread knows the total, Q and S of its rows.
 //  * Candidates (as in the row path): rows with t = S mod Q <= L = 128 + 2F. While d + F <= L no other row
-//    can be hit, and no hit wraps below the one before (L < Q - 1), so D = d, the t of the last hit. Each
-//    rank sends its count and its candidates (at most M = kMidCand / K) to every rank (into rank slots), a
-//    word a thread, and every rank lays them out in row order in its own shared memory (so the walk reads no
-//    remote memory).
-//  * Warp 0 of every rank walks the same chain of restarts over the candidates, 32 per ballot round (the row
-//    path's walk).
+//    can be hit, and no hit wraps below the one before (L < Q - 1), so D = d, the t of the last hit: the
+//    chain hits, in row order, every candidate with d <= t <= d + F, and d becomes its t (follow_chain).
+//  * No rank sees another's candidates. Each lists its own in row order (row 0, where the chain starts, is
+//    not one) and follows them from every d in [0, dmax], a thread each: table entry d is the number of
+//    restarts in the slice and the d the chain leaves it with. The ranks send each other their tables (at
+//    most kMidStates words), and every rank follows the chain through them (one dependent load a rank): the
+//    d and the restart count on entering its slice, and on leaving the last one. Thread 0 then lists the
+//    slice's restarts. One CTA (K = 1) has thread 0 follow its candidates from d = 0 alone. (Measured against
+//    sending the candidate lists and walking all of them in every rank: benchmarks/README.md, perf log v17.)
 //  * Then each thread steps through its rows with qa = floor((S - d) / Q), the first part that ends at or
 //    after the row's start (it does not change at a restart). Row j's num_splits entry is j + qa - k (k: the
 //    last restart at or before it). While S_{j+1} >= (qa + 1) Q + d, part qa ends inside row j (at block
@@ -1496,13 +1499,15 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 //    row, a restart) or at the tape's end. So every part is written by the thread whose row holds its end,
 //    in the rare branch of that step, and no part searches for its row.
 // The batch goes to the general path, before anything is written, when the tape total reaches 2^30, when
-// Q <= L + 1 or F > L, when there are more than kMidCand candidates (K > 1: more than M in a rank), or when
-// the chain outgrows the bound: each test gives the same answer in every rank, every word sent to a rank has
-// landed before it leaves, and the general path begins with its own cluster barrier.
-// Shared memory (midpath_bytes): the candidates in row order (row << 16 | t); the rank slots (K > 1); per
-// restart k its row and d (k = 0: row 0 with d = 0; k = K + 1: a sentinel row); each rank's tape sum and
-// candidate count; three mbarriers. Scalars in Shared::u: the number of restarts, C and the outgrown-bound
-// flag.
+// Q <= L + 1 or F > L, on a cluster when dmax + 1 > kMidStates (F > 127), when a CTA has more than kMidCand
+// (512) candidates, or when the chain outgrows the bound (d > dmax, or more than P restarts): each test gives
+// the same answer in every rank (a rank with too many candidates sends a table whose every entry leaves the
+// bound), every word sent to a rank has landed before it leaves, and the general path begins with its own
+// cluster barrier.
+// Shared memory (midpath_bytes): the candidates in row order (row << 16 | t); the K tables; per restart k
+// its row and d (k = 0: row 0 and the d on entry; then the slice's restarts; then a sentinel row); each
+// rank's tape sum; two mbarriers. Scalars in Shared::u (K = 1; a cluster computes them in every thread): the
+// slice's restarts, the last d and the outgrown-bound flag.
 static_assert(midpath_bytes() <= kPartRecordBytes * kStageParts,
               "the mid path must fit the low_smem kernel's part records");
 static_assert(kMidPathRows <= 24 * kMidThreads && kMidPathRows < 65536, "the mid path: 24 rows a thread, 16-bit rows");
@@ -1527,20 +1532,93 @@ __device__ __forceinline__ void load_rows(const int32_t* lens, int i0, int end, 
   }
 }
 
+// Warp 0 (all 32 lanes): the chain of restarts over cand[0 .. m) (row << 16 | t in row order) from d = d0, 32
+// candidates a ballot round (the row path's walk): lists them as hrow / hd [1 .. nh] (nh capped at lim), with
+// hrow / hd [0] = (0, d0) and a sentinel row after the last. Returns the d the chain ends with; `over` when it
+// passed dmax (the walk stops there).
+__device__ __forceinline__ uint32_t walk_candidates(const uint32_t* cand, int m, uint32_t d0, uint32_t F,
+                                                    uint32_t dmax, int lim, uint32_t* hrow, uint32_t* hd, int& nh,
+                                                    bool& over) {
+  const int lane = threadIdx.x & 31;
+  uint32_t d = d0;
+  nh = 0;
+  over = false;
+#pragma unroll 1
+  for (int c0 = 0; c0 < m && !over; c0 += 32) {   // warp-uniform
+    const bool ok = c0 + lane < m;
+    const uint32_t ce = ok ? cand[c0 + lane] : 0u;
+    const uint32_t tc = ok ? ce & 0xffffu : 0xffffu;   // past the list: never hit (d + F < 0xffff)
+    unsigned live = __ballot_sync(kFull, ok), hit = 0;
+    uint32_t md = d;
+#pragma unroll 1
+    while (live != 0) {
+      const unsigned bal = __ballot_sync(kFull, tc - d <= F) & live;   // no wrap: d <= t when hit
+      if (bal == 0) break;
+      const int l = __ffs(bal) - 1;
+      d = __shfl_sync(kFull, tc, l);
+      if (lane >= l) md = d;
+      hit |= 1u << l;
+      live &= ~((2u << l) - 1u);
+      if (d > dmax) {
+        over = true;
+        break;
+      }
+    }
+    if (hit != 0) {
+      const int k = nh + __popc(hit & ((2u << lane) - 1u));
+      if (((hit >> lane) & 1u) && k <= lim) {
+        hrow[k] = ce >> 16;
+        hd[k] = md;
+      }
+      nh += __popc(hit);
+    }
+  }
+  if (nh > lim) nh = lim;   // not reached: every restart ends a distinct part
+  if (lane == 0) {
+    hrow[0] = 0u;
+    hd[0] = d0;
+    hrow[nh + 1] = 0xffffffffu;
+  }
+  return d;
+}
+
+// The chain over a CTA's candidates cand[0 .. m) (row << 16 | t in row order, 16-byte aligned, padded to
+// whole 16-byte groups with entries no chain hits: t = 0xffff > L + F) for a chain that enters with d = x, as
+// one entry of a cluster CTA's table: every candidate by one dependent compare-and-select, no branch. Returns
+// the d it leaves with (past dmax: outgrown) and the restarts in `cnt`.
+__device__ __forceinline__ uint32_t table_entry(const uint32_t* cand, uint32_t m, uint32_t x, uint32_t F,
+                                                uint32_t& cnt) {
+  uint32_t d = x;
+  cnt = 0;
+  for (uint32_t j = 0; j < m; j += 4) {
+    const uint4 v = *reinterpret_cast<const uint4*>(cand + j);
+    const uint32_t e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int l = 0; l < 4; ++l) {
+      const uint32_t t = e[l] & 0xffffu;
+      const bool h = t - d <= F;
+      d = h ? t : d;
+      cnt += h ? 1u : 0u;
+    }
+  }
+  return d;
+}
+
 template <bool kSmem, int R>
 __device__ __forceinline__ bool mid_path(const Args& a) {
   Shared* sh;
   uint32_t* cand;   // every candidate, in row order (the walk's list)
   one_cta_smem<kSmem>(sh, cand);
-  uint32_t* slots = cand + kMidCand;      // K > 1: rank k's candidates at [k M, k M + M), M = kMidCand / K
+  uint32_t* slots = cand + kMidCand + 4;  // K > 1: rank k's candidates at [k M, k M + M) (M = kMidCand / K), or
+                                          // its table at [k nd, k nd + nd)
   uint32_t* hrow = slots + kMidCand;
   uint32_t* hd = hrow + (kRowParts + 2);
   uint32_t* rsum = hd + (kRowParts + 2);  // [kMaxCluster]: rank k's tape sum, pushed by rank k
   uint32_t* rcnt = rsum + kMaxCluster;    // [kMaxCluster]: rank k's candidate count, pushed by rank k
-  uint64_t* bar = reinterpret_cast<uint64_t*>(rcnt + kMaxCluster);   // [3]: the sums, counts, lists landed
+  uint64_t* bar = reinterpret_cast<uint64_t*>(rcnt + kMaxCluster);   // [3]: the sums, counts, lists / tables
   uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // [0] restarts, [1] C, [2] the chain outgrew the bound
   const unsigned K = gridDim.x, rank = blockIdx.x;     // the cluster spans grid.x
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x;
   if (K > 1) {
     if (tid == 0) {
       for (int i = 0; i < 3; ++i) mbar_init(bar + i);
@@ -1603,7 +1681,7 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
     mbar_wait(bar);
     uint32_t pre = 0, all = 0;
 #pragma unroll
-    for (int k = 0; k < kMaxCluster; ++k) {
+    for (int k = 0; k < kMaxMidCluster; ++k) {
       const uint32_t v = k < static_cast<int>(K) ? rsum[k] : 0u;
       if (k < static_cast<int>(rank)) pre = sat(pre, v);
       all = sat(all, v);
@@ -1626,8 +1704,9 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
   };
   if (total >= kCap) return general();   // uniform in the cluster; nothing written
   const uint32_t Q = (total + static_cast<uint32_t>(P) - 1) / static_cast<uint32_t>(P);
-  const uint32_t L = min(128u + 2u * F, 0xffffu);
+  const uint32_t L = static_cast<uint32_t>(midpath_bound(F));
   if (Q <= L + 1u || F > L) return general();   // uniform
+  const uint32_t dmax = L - F;   // the chain's d stays <= dmax, or the batch goes to the general path
   const FastDiv fq(Q);
   // t = S mod Q of each row, from the thread's first row (one division): `visit` gets (j, t) for every row
   // (rows from nl on repeat the last t). When every row of the thread costs less than Q (the rule: a row
@@ -1657,36 +1736,86 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
       });
     }
   };
-  uint32_t cm = 0;   // this thread's candidates (rows before nl with t <= L)
+  uint32_t cm = 0;   // this thread's candidates: rows before nl with t <= L, not row 0 (the chain's start)
   residues([&](int j, uint32_t t) { cm |= (t <= L ? 1u : 0u) << j; });
   if (nl - i0 < R) cm &= nl > i0 ? (1u << (nl - i0)) - 1u : 0u;
-  uint32_t ncand;
+  if (i0 == 0) cm &= ~1u;
+  uint32_t m;   // this rank's candidates
   const uint32_t cpos = block_exclusive_sum(static_cast<uint32_t>(__popc(cm)), reinterpret_cast<uint32_t*>(sh->scan[1]),
-                                            &ncand);
+                                            &m);
   MLA_MID_STAMP(2);
-  if (K == 1 && ncand > kMidCand) return general();   // uniform
-  if (cm != 0 && ncand <= kMidCand) {   // this rank's candidates
+  const int kLog = __ffs(static_cast<int>(K)) - 1;
+  const uint32_t M = static_cast<uint32_t>(kMidCand) >> kLog;   // candidates a rank lists at most
+  const bool listed = m <= M;                                    // uniform in the CTA
+  if (K == 1 && !listed) return general();   // uniform
+  if (cm != 0 && listed) {
     uint32_t* dst = cand + cpos;
     residues([&](int j, uint32_t t) {
       if ((cm >> j) & 1u) *dst++ = (static_cast<uint32_t>(i0 + j) << 16) | t;
     });
   }
-  if (K > 1) {   // every rank's count and candidates (none when more than M), sent to every rank
-    const int kLog = __ffs(static_cast<int>(K)) - 1;
-    const uint32_t M = static_cast<uint32_t>(kMidCand) >> kLog;
-    if (tid < static_cast<int>(K)) push_word(rcnt + rank, bar + 1, tid, ncand);
-    __syncthreads();
+  if (tid < 4 && listed) cand[m + tid] = 0xffffffffu;   // table_entry's padding
+  // The chain by tables where a rank expects at most 32 candidates (W rows, each a candidate with probability
+  // about (L + 1) / Q): uniform, from values every rank has.
+  const bool by_tables = K > 1 && dmax < static_cast<uint32_t>(kMidStates) &&
+                         static_cast<uint64_t>(W) * (L + 1u) <= 32ull * Q;
+  uint32_t din = 0, kin = 0, dfin = 0, tot = 0;   // the chain on entering this rank's slice, on leaving the last
+  bool over = false;
+  uint32_t nwalk = m;   // warp 0 walks cand[0 .. nwalk) from d = din
+  if (by_tables) {
+    // Entry x of a rank's table, for a chain that enters the slice with d = x: low half, the d it leaves with
+    // (at most dmax); high half, its restarts, plus 0x8000 where d passed dmax (the chain outgrew the bound;
+    // every entry of a rank that could not list its candidates says so). Sent to every rank; then every rank
+    // follows the chain through all K tables, one dependent load a rank.
+    const uint32_t nd = dmax + 1u;
+    if (tid == 0) mbar_expect_bytes(bar + 2, 4u * K * nd);
+    __syncthreads();   // the candidates are listed
+    MLA_MID_STAMP(14);
+    if (tid < static_cast<int>(nd)) {
+      uint32_t e = 0x80000000u;
+      if (listed) {
+        uint32_t cnt;
+        const uint32_t dd = table_entry(cand, m, static_cast<uint32_t>(tid), F, cnt);
+        e = ((cnt | (dd > dmax ? 0x8000u : 0u)) << 16) | min(dd, dmax);
+      }
+      for (unsigned k = 0; k < K; ++k) push_word(slots + rank * nd + tid, bar + 2, k, e);
+    }
+    MLA_MID_STAMP(15);
+    mbar_wait(bar + 2);
+    MLA_MID_STAMP(8);
+    cluster_arrive_relaxed();   // nothing more is sent to this rank (the barrier completes before leaving)
+    const uint16_t* half = reinterpret_cast<const uint16_t*>(slots);   // [2 i]: entry i's d; [2 i + 1]: restarts
+    uint32_t dd = 0, acc = 0;   // acc: the restarts (bits 0-14; at most 8 x 256) and the outgrown flags above
+#pragma unroll
+    for (int k = 0; k < kMaxMidCluster; ++k) {
+      if (k < static_cast<int>(K)) {
+        if (k == static_cast<int>(rank)) {
+          din = dd;
+          kin = acc;
+        }
+        const uint32_t i = static_cast<uint32_t>(k) * nd + dd;
+        acc += half[2 * i + 1];
+        dd = half[2 * i];
+      }
+    }
+    tot = acc & 0x7fffu;
+    over = acc > 0x7fffu || tot > static_cast<uint32_t>(P);   // uniform
+    dfin = dd;
+    MLA_MID_STAMP(12);
+  } else if (K > 1) {   // every rank's count and candidates (none when more than M), sent to every rank
+    if (tid < static_cast<int>(K)) push_word(rcnt + rank, bar + 1, tid, m);
+    __syncthreads();   // the candidates are listed
     // one word a thread: candidate c to rank k for c K + k = tid (and so on)
-    for (uint32_t w = tid; w < (ncand <= M ? ncand : 0u) << kLog; w += kMidThreads)
+    for (uint32_t w = tid; w < (listed ? m : 0u) << kLog; w += kMidThreads)
       push_word(slots + rank * M + (w >> kLog), bar + 2, w & (K - 1), cand[w >> kLog]);
     __syncthreads();   // every word is sent: the list below may overwrite `cand`
     MLA_MID_STAMP(14);
     mbar_wait(bar + 1);
     MLA_MID_STAMP(15);
-    uint32_t end[kMaxCluster], all = 0, sent = 0;   // end[k]: candidates of ranks 0..k
-    bool full = false;                              // a rank has more than M: it sent none
+    uint32_t end[kMaxMidCluster], all = 0, sent = 0;   // end[k]: candidates of ranks 0..k
+    bool full = false;                                 // a rank has more than M: it sent none
 #pragma unroll
-    for (int k = 0; k < kMaxCluster; ++k) {
+    for (int k = 0; k < kMaxMidCluster; ++k) {
       const uint32_t c = k < static_cast<int>(K) ? rcnt[k] : 0u;
       all += c;
       end[k] = all;
@@ -1697,11 +1826,10 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
     mbar_wait(bar + 2);
     MLA_MID_STAMP(8);
     if (full) return general();   // uniform (more than kMidCand candidates, or one rank's share of them)
-    ncand = all;
-    for (uint32_t c = tid; c < ncand; c += kMidThreads) {
+    for (uint32_t c = tid; c < all; c += kMidThreads) {
       uint32_t k = 0, lo = 0;   // c is rank k's (c - lo)-th candidate
 #pragma unroll
-      for (int i = 0; i + 1 < kMaxCluster; ++i) {
+      for (int i = 0; i + 1 < kMaxMidCluster; ++i) {
         if (c >= end[i]) {
           k = i + 1;
           lo = end[i];
@@ -1709,66 +1837,37 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
       }
       cand[c] = slots[k * M + c - lo];
     }
+    nwalk = all;
     cluster_arrive_relaxed();   // nothing more is sent to this rank (the barrier completes before leaving)
-    MLA_MID_STAMP(11);
+    MLA_MID_STAMP(12);
   }
   __syncthreads();
-  MLA_MID_STAMP(12);
-
-  if (warp == 0) {   // the chain of restarts over the candidates, 32 per ballot round (see the row path)
-    uint32_t d = 0;
-    int nh = 0;
-    bool over = false;
-    const uint32_t dmax = L - F;
-#pragma unroll 1
-    for (int c0 = 0; c0 < static_cast<int>(ncand) && !over; c0 += 32) {   // warp-uniform
-      const bool ok = c0 + lane < static_cast<int>(ncand);
-      const uint32_t ce = ok ? cand[c0 + lane] : 0u;
-      const uint32_t tc = ce & 0xffffu;
-      unsigned live = __ballot_sync(kFull, ok && (ce >> 16) != 0u), hit = 0;   // row 0 begins the chain
-      uint32_t md = d;
-#pragma unroll 1
-      while (live != 0) {
-        const unsigned bal = __ballot_sync(kFull, tc - d <= F) & live;   // no wrap: d <= t when hit
-        if (bal == 0) break;
-        const int l = __ffs(bal) - 1;
-        d = __shfl_sync(kFull, tc, l);
-        if (lane >= l) md = d;
-        hit |= 1u << l;
-        live &= ~((2u << l) - 1u);
-        if (d > dmax) {
-          over = true;
-          break;
-        }
-      }
-      if (hit != 0) {
-        const int k = nh + __popc(hit & ((2u << lane) - 1u));
-        if (((hit >> lane) & 1u) && k <= P) {
-          hrow[k] = ce >> 16;
-          hd[k] = md;
-        }
-        nh += __popc(hit);
-      }
-    }
-    if (nh > P) nh = P;   // not reached: every restart ends a distinct part
-    if (lane == 0) {
-      hrow[0] = hd[0] = 0u;
-      hrow[nh + 1] = 0xffffffffu;
-      uint32_t r;
-      const uint32_t c = fq.div(total - d, r);
+  if (tid < 32 && !over) {   // warp 0: the restarts (row, d) in cand, and (one list of all ranks) the chain's end
+    int nh;
+    bool ov;
+    const uint32_t dd = walk_candidates(cand, static_cast<int>(nwalk), din, F, dmax, P, hrow, hd, nh, ov);
+    if (tid == 0) {
       sc[0] = static_cast<uint32_t>(nh);
-      sc[1] = c - static_cast<uint32_t>(nh) - (r <= F ? 1u : 0u);
-      sc[2] = over ? 1u : 0u;
+      sc[1] = dd;
+      sc[2] = ov ? 1u : 0u;
     }
     MLA_MID_STAMP(9);
   }
   __syncthreads();
   MLA_MID_STAMP(3);
-  if (sc[2] != 0u) {   // uniform
+  if (!by_tables) {
+    over = sc[2] != 0u;
+    dfin = sc[1];
+    tot = sc[0];
+  }
+  if (over) {   // uniform
     if (K > 1) cluster_wait();
     return general();
   }
-  const int NH = static_cast<int>(sc[0]), C = static_cast<int>(sc[1]), qt = NH + C;
+  uint32_t crem;
+  const uint32_t cq = fq.div(total - dfin, crem);   // parts that end before the tape's end, less the restarts
+  const int C = static_cast<int>(cq - tot - (crem <= F ? 1u : 0u));
+  const int NH = static_cast<int>(sc[0]), qt = static_cast<int>(tot) + C;
   // The last restart before row i0 (a restart on row i0 itself is taken in the row loop).
   int k = 0;
   {
@@ -1804,7 +1903,7 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
       nh = hrow[k + 1];
       nb = (qa + 1u) * Q + d;
     }
-    const int v = row < n ? row + static_cast<int>(qa) - k : n + C;
+    const int v = row < n ? row + static_cast<int>(qa) - (k + static_cast<int>(kin)) : n + C;
     const uint32_t q0 = qa, sj = s;
     s += cj;
     while (s >= nb) {   // rare: part qa ends inside this row, or within F of its end

@@ -157,13 +157,14 @@ MLA_HD constexpr int64_t warppath_bytes(int64_t B) { return 20 * 32 * static_cas
 // so that a row costs < 2^26 units) take the "mid path": a cluster of midpath_cluster(B, kmax) CTAs of
 // kMidThreads threads (the fewest, up to the device's largest cluster, that leave a CTA at most
 // kMidRankRows rows), each thread holding midpath_rows_per_thread(B, K) (4, 8, 16 or 24) consecutive rows of
-// its CTA's slice in registers. Its shared memory per CTA: the candidate rows for the walk, in row order, and
-// as each CTA sent them, the restarts (row, d) [kRowParts + 2], two words per CTA of the cluster and three
-// mbarriers.
+// its CTA's slice in registers. Its shared memory per CTA (midpath_bytes): the CTA's candidate rows, in row
+// order; every CTA's table of the chain through its rows; the CTA's restarts (row, d) [kRowParts + 2]; a word
+// per CTA of the cluster and two mbarriers.
 constexpr int64_t kMidPathRows = 12288;
-constexpr int64_t kMidCand = 2048;
+constexpr int64_t kMidCand = 2048;   // candidates a cluster lists at most (else the general path)
 constexpr int kMidThreads = 512;
 constexpr int64_t kMidRankRows = 2048;   // rows a CTA of the mid path aims at
+constexpr int kMaxMidCluster = 8;        // kMidPathRows / kMidRankRows, rounded up to a power of two
 MLA_HD constexpr bool midpath_rows(int64_t B, int64_t P) {
   return B > kRowPathRows && B <= kMidPathRows && P <= kRowParts;
 }
@@ -172,14 +173,24 @@ MLA_HD constexpr bool midpath_fits(int64_t B, int64_t P, int64_t block_size_n) {
 }
 MLA_HD constexpr int midpath_cluster(int64_t B, int kmax) {
   int K = 1;
-  while (K < kmax && K < kMaxCluster && (B + K - 1) / K > kMidRankRows) K *= 2;
+  while (K < kmax && K < kMaxMidCluster && (B + K - 1) / K > kMidRankRows) K *= 2;
   return K;
 }
 MLA_HD constexpr int midpath_rows_per_thread(int64_t B, int64_t K) {
   const int64_t r = (B + K - 1) / K, T = kMidThreads;
   return r <= 4 * T ? 4 : (r <= 8 * T ? 8 : (r <= 16 * T ? 16 : 24));
 }
-MLA_HD constexpr int64_t midpath_bytes() { return 8 * kMidCand + 8 * (kRowParts + 2) + 8 * kMaxCluster + 24; }
+// The candidate bound L (rows with S mod Q <= L can be restarts while the chain's d stays <= L - F), and the
+// most chain states (d = 0 .. L - F) a CTA's table of the chain through its rows may have (F <= 127).
+constexpr int64_t kMidStates = 256;
+MLA_HD constexpr int64_t midpath_bound(int64_t F) { return 128 + 2 * F < 0xffff ? 128 + 2 * F : 0xffff; }
+// the candidates (and 4 of padding), the rank slots (candidates or tables), the restarts (row, d), each rank's
+// sum and candidate count, three mbarriers
+MLA_HD constexpr int64_t midpath_bytes() {
+  return 4 * (kMidCand + 4) + 4 * kMidCand + 8 * (kRowParts + 2) + 8 * kMaxCluster + 24;
+}
+static_assert(kMidPathRows <= kMaxMidCluster * kMidRankRows && kMaxMidCluster * kMidStates <= kMidCand,
+              "the mid path: at most kMaxMidCluster CTAs, whose tables fit the rank slots");
 
 // Dynamic shared memory per CTA of the smem kernel for B rows and P parts on a K-CTA cluster.
 inline int64_t smem_bytes(int64_t B, int64_t P, int64_t K = 1) {

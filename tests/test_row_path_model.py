@@ -179,12 +179,45 @@ def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
+def chain_by_tables(cand, t, W: int, ranks: int, F: int, dmax: int, P: int):
+    """The chain of restarts as the mid path finds it on a cluster: rank r sees only its own candidates
+    (rows [r W, r W + W), row 0 left out) and tabulates, for every d in [0, dmax] (d = 0 alone on one CTA),
+    the restarts in its slice and the d the chain leaves it with; the ranks then follow the chain through
+    the tables, and each lists its own restarts from the d it enters with. Returns the restarts ([0] + rows,
+    [0] + their d) or None where the chain leaves the bound (d > dmax or more than P restarts)."""
+    def follow(lst, d):   # follow_chain in cuda_kernels.cu
+        hits = []
+        for j in lst:
+            if d > dmax:
+                break
+            if 0 <= t[j] - d <= F:
+                d = t[j]
+                hits.append(j)
+        return d, hits
+
+    slices = [[j for j in cand if r * W <= j < r * W + W] for r in range(ranks)]
+    tables = [[follow(lst, x) for x in range(dmax + 1 if ranks > 1 else 1)] for lst in slices]
+    d = tot = 0
+    hrow, hd = [0], [0]
+    for lst, table in zip(slices, tables):
+        hrow += table[d][1]
+        hd += [t[j] for j in table[d][1]]
+        tot += len(table[d][1])
+        d = table[d][0]
+        if d > dmax or tot > P:
+            return None
+    return hrow, hd
+
+
 def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16, cap: int = 2048, T: int = 512):
     """tile_scheduler_metadata and num_splits as the mid path computes them (a cluster of K CTAs for a device
     whose largest cluster is kmax; rank r owns rows [r W, r W + W), its T threads R consecutive rows each), or
     None where the kernel hands the batch to the general path: Q <= L + 1 (every row would be a candidate),
-    more than `cap` candidates (K > 1: more than cap / K in a rank), or a chain of restarts that outgrows the candidate bound. Needs a tape total
-    < 2^30. Restarts never wrap here (d + F <= L < Q), so D = d."""
+    more than cap / K candidates in a rank (row 0 is not one), or a chain of restarts that outgrows the
+    candidate bound. Needs a tape total < 2^30. Restarts never wrap here (d + F <= L < Q), so D = d. The chain
+    is walked here over all candidates at once, as the kernel does where a rank expects many candidates;
+    where it follows the chain through per-rank tables instead, those must give the same restarts (checked
+    for every cluster whose tables fit)."""
     nblk, S, total, Q = tape(lens, P, bs, F, n)
     L = min(128 + 2 * F, 0xFFFF)
     if Q <= L + 1 or F > L:
@@ -195,16 +228,22 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16
     per = -(-B // ranks)   # rows a rank holds at most; R: the kernel instance's rows a thread
     R = 4 if per <= 4 * T else 8 if per <= 8 * T else 16 if per <= 16 * T else 24
     W = -(-per // R) * R
-    # one rank: at most `cap` candidates; K ranks: at most cap / K in each
-    if max(np.bincount(np.asarray(cand) // W, minlength=ranks)) > cap // ranks:
-        return None
+    if max(np.bincount(np.asarray(cand[1:], dtype=np.int64) // W, minlength=ranks)) > cap // ranks:
+        return None   # a rank with more than cap / K candidates (row 0 is not one)
     hrow, hd = [0], [0]
     for j in cand[1:]:   # the chain of restarts, over the candidates only
         if (t[j] - hd[-1]) % Q <= F:
             hrow.append(j)
             hd.append(t[j])
             if hd[-1] + F > L:
-                return None
+                hrow = None
+                break
+    if ranks > 1 and L - F + 1 <= 256:   # the kernel may follow the chain by tables (kMidStates)
+        by_tables = chain_by_tables(cand[1:], t, W, ranks, F, L - F, P)
+        assert (by_tables is None) == (hrow is None), "the tables and the walk disagree on leaving the bound"
+        assert hrow is None or by_tables == (hrow, hd), "the tables give other restarts than the walk"
+    if hrow is None:
+        return None
     K = len(hrow) - 1
     c, r = divmod(total - hd[-1], Q)
     C = c - K - (r <= F)
@@ -289,7 +328,7 @@ def test_mid_path_model_matches_reference():
     for _ in range(60):
         B = int(rng.choice([1793, 2048, 4095, 4096, 5000, 8192, 11622, 12288]))
         P = int(rng.choice([1, 7, 66, 132, 256]))
-        F = int(rng.choice([0, 1, 5, 5, 5, 64]))
+        F = int(rng.choice([0, 1, 5, 5, 5, 64, 127, 128]))
         bs = int(rng.choice([64, 64, 128, 256]))
         kind = int(rng.integers(0, 3))
         lens = (random_lengths(rng, B) if kind == 0 else rng.integers(-2, 600, B) if kind == 1
