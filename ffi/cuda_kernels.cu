@@ -1484,14 +1484,19 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 //    costs ~1,300 cycles); then every thread knows the total, Q and S of its rows.
 //  * Candidates (as in the row path): rows with t = S mod Q <= L = 128 + 2F. While d + F <= L no other row
 //    can be hit, and no hit wraps below the one before (L < Q - 1), so D = d, the t of the last hit: the
-//    chain hits, in row order, every candidate with d <= t <= d + F, and d becomes its t (follow_chain).
-//  * No rank sees another's candidates. Each lists its own in row order (row 0, where the chain starts, is
-//    not one) and follows them from every d in [0, dmax], a thread each: table entry d is the number of
-//    restarts in the slice and the d the chain leaves it with. The ranks send each other their tables (at
-//    most kMidStates words), and every rank follows the chain through them (one dependent load a rank): the
-//    d and the restart count on entering its slice, and on leaving the last one. Thread 0 then lists the
-//    slice's restarts. One CTA (K = 1) has thread 0 follow its candidates from d = 0 alone. (Measured against
-//    sending the candidate lists and walking all of them in every rank: benchmarks/README.md, perf log v17.)
+//    chain hits, in row order, every candidate with d <= t <= d + F, and d becomes its t. Each rank lists its
+//    own candidates in row order (row 0, where the chain starts, is not one). Then one of two ways, chosen
+//    alike in every rank from the total, Q and W:
+//    - by tables (a cluster where a rank expects at most 32 candidates, W (L + 1) <= 32 Q, and dmax < 256):
+//      each rank follows its own candidates from every d in [0, dmax], a thread each (table_entry): entry d
+//      is the number of restarts in its slice and the d the chain leaves it with. The ranks send each other
+//      their tables, and every rank follows the chain through them (one dependent load a rank): the d and
+//      the restart count on entering its slice, and on leaving the last one. Warp 0 then walks the slice's
+//      own candidates from its d on entry, 32 per ballot round (walk_candidates). (Against the lists below
+//      at 11,622 rows on 8 CTAs: 5.5 -> 4.9 us; benchmarks/README.md, perf log v17.)
+//    - by lists: each rank sends its count and its candidates (at most M = kMidCand / K) to every rank (into
+//      rank slots), a word a thread; every rank lays them out in row order in its own shared memory, and
+//      warp 0 of every rank walks the whole chain from d = 0. One CTA (K = 1) walks its own list.
 //  * Then each thread steps through its rows with qa = floor((S - d) / Q), the first part that ends at or
 //    after the row's start (it does not change at a restart). Row j's num_splits entry is j + qa - k (k: the
 //    last restart at or before it). While S_{j+1} >= (qa + 1) Q + d, part qa ends inside row j (at block
@@ -1499,15 +1504,15 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 //    row, a restart) or at the tape's end. So every part is written by the thread whose row holds its end,
 //    in the rare branch of that step, and no part searches for its row.
 // The batch goes to the general path, before anything is written, when the tape total reaches 2^30, when
-// Q <= L + 1 or F > L, on a cluster when dmax + 1 > kMidStates (F > 127), when a CTA has more than kMidCand
-// (512) candidates, or when the chain outgrows the bound (d > dmax, or more than P restarts): each test gives
-// the same answer in every rank (a rank with too many candidates sends a table whose every entry leaves the
-// bound), every word sent to a rank has landed before it leaves, and the general path begins with its own
-// cluster barrier.
-// Shared memory (midpath_bytes): the candidates in row order (row << 16 | t); the K tables; per restart k
-// its row and d (k = 0: row 0 and the d on entry; then the slice's restarts; then a sentinel row); each
-// rank's tape sum; two mbarriers. Scalars in Shared::u (K = 1; a cluster computes them in every thread): the
-// slice's restarts, the last d and the outgrown-bound flag.
+// Q <= L + 1 or F > L, when a rank has more than M = kMidCand / K candidates, or when the chain outgrows the
+// bound (d > dmax; by tables also more than P restarts): each test gives the same answer in every rank (by
+// tables, a rank with too many candidates sends a table whose every entry says the chain outgrew the bound),
+// every word sent to a rank has landed before it leaves, and the general path begins with its own cluster
+// barrier.
+// Shared memory (midpath_bytes): the candidates in row order (row << 16 | t; by lists, every rank's), padded
+// by 4; the rank slots (candidates or tables); per restart k its row and d (k = 0: row 0 and the d the walk
+// starts from; a sentinel row after the last); each rank's tape sum and candidate count; three mbarriers.
+// Scalars in Shared::u: the walk's restarts, its last d and the outgrown-bound flag.
 static_assert(midpath_bytes() <= kPartRecordBytes * kStageParts,
               "the mid path must fit the low_smem kernel's part records");
 static_assert(kMidPathRows <= 24 * kMidThreads && kMidPathRows < 65536, "the mid path: 24 rows a thread, 16-bit rows");
@@ -1547,7 +1552,7 @@ __device__ __forceinline__ uint32_t walk_candidates(const uint32_t* cand, int m,
   for (int c0 = 0; c0 < m && !over; c0 += 32) {   // warp-uniform
     const bool ok = c0 + lane < m;
     const uint32_t ce = ok ? cand[c0 + lane] : 0u;
-    const uint32_t tc = ok ? ce & 0xffffu : 0xffffu;   // past the list: never hit (d + F < 0xffff)
+    const uint32_t tc = ce & 0xffffu;   // lanes past the list are not live
     unsigned live = __ballot_sync(kFull, ok), hit = 0;
     uint32_t md = d;
 #pragma unroll 1

@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def lognormal(np, B: int, seed: int):
+    """B lengths, lognormal around 4k (capped at 128k), as the benchmark's dense sweep."""
+    return np.minimum(np.random.default_rng(seed).lognormal(np.log(4096), 1.0, B), 131072).astype(np.int32)
+
+
 def extra_cases(np):
     """(label, lengths, P, topk, num_valid) edge cases of SPEC.md section 6 (correctness-only extras)."""
     i32max = 2**31 - 1
@@ -56,6 +61,12 @@ def extra_cases(np):
         ("sparse topk 0", np.zeros(777, np.int32), 66, 0, None),
         ("num_valid padding", np.full(4096, 3000, np.int32), 132, None, 1234),
         ("num_valid 0", np.full(4096, 3000, np.int32), 132, None, 0),
+        # the dense mid path's three ways of finding the chain (cuda_kernels.cu, mid_path): one CTA; a cluster
+        # that exchanges candidate lists (many candidates a rank); a cluster that exchanges tables, with
+        # rows past num_valid in several ranks
+        ("mid path, one CTA", lognormal(np, 2000, 1), 132, None, None),
+        ("mid path, lists", lognormal(np, 4096, 2), 132, None, None),
+        ("mid path, tables, num_valid", np.full(11000, 9000, np.int32), 132, None, 7000),
         # low_smem runs batches of more than 8,192 rows per CTA as three launches ("wide" in cuda_kernels.cu)
         ("wide batch, dense", np.random.default_rng(5).integers(0, 20000, 140_001).astype(np.int32), 132, None,
          None),
