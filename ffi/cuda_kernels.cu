@@ -1343,31 +1343,40 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
         MLA_STAMP(2);
         uint32_t d = 0, W = 0, md[R], mW[R];
         int k = 0, mk[R];
+        // Window i's rows that can be hit (not row 0, not past n), without a ballot; and its rows hit by the
+        // current d. Window i + 1's first ballot is taken early, with the d window i starts with: it stands
+        // when window i has no hit (most windows), so the hit-free windows' ballots overlap.
+        auto live_of = [&](int i) {
+          const int v = n - 32 * i;
+          const unsigned m = v >= 32 ? kFull : (v <= 0 ? 0u : (1u << v) - 1u);
+          return i == 0 ? m & ~1u : m;
+        };
+        auto hits_of = [&](int i, unsigned live) {
+          return __ballot_sync(kFull, min(t[i] - d, t[i] + Q - d) <= F) & live;
+        };
+        unsigned bal = hits_of(0, live_of(0));
 #pragma unroll
         for (int i = 0; i < R; ++i) {
           md[i] = d;
           mW[i] = W;
-          unsigned hit = 0;
-          if (32 * i < n) {   // uniform
-            const int row = 32 * i + lane;
-            const uint32_t tq = t[i] + Q;
-            unsigned live = __ballot_sync(kFull, row < n && row > 0);
+          unsigned next = i + 1 < R ? hits_of(i + 1 < R ? i + 1 : i, live_of(i + 1)) : 0u;
+          unsigned hit = 0, live = live_of(i);
 #pragma unroll 1
-            while (live != 0) {
-              const unsigned bal = __ballot_sync(kFull, min(t[i] - d, tq - d) <= F) & live;
-              if (bal == 0) break;
-              const int l = __ffs(bal) - 1;
-              const uint32_t nd = __shfl_sync(kFull, t[i], l);
-              W += nd < d ? 1u : 0u;
-              d = nd;
-              if (lane >= l) {
-                md[i] = d;
-                mW[i] = W;
-              }
-              hit |= 1u << l;
-              live &= ~((2u << l) - 1u);
+          while (bal != 0) {
+            const int l = __ffs(bal) - 1;
+            const uint32_t nd = __shfl_sync(kFull, t[i], l);
+            W += nd < d ? 1u : 0u;
+            d = nd;
+            if (lane >= l) {
+              md[i] = d;
+              mW[i] = W;
             }
+            hit |= 1u << l;
+            live &= ~((2u << l) - 1u);
+            bal = hits_of(i, live);
           }
+          if (hit != 0 && i + 1 < R) next = hits_of(i + 1 < R ? i + 1 : i, live_of(i + 1));   // d moved
+          bal = next;
           hb[i] = (hit >> lane) & 1u;
           mk[i] = k + __popc(hit & ((2u << lane) - 1u));
           k += __popc(hit);
