@@ -1799,7 +1799,7 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
     MLA_MID_STAMP(8);
     cluster_arrive_relaxed();   // nothing more is sent to this rank (the barrier completes before leaving)
     const uint16_t* half = reinterpret_cast<const uint16_t*>(slots);   // [2 i]: entry i's d; [2 i + 1]: restarts
-    uint32_t dd = 0, acc = 0;   // acc: the restarts (bits 0-14; at most 8 x 256) and the outgrown flags above
+    uint32_t dd = 0, acc = 0;   // acc: the restarts (bits 0-14: at most kMidCand) and the outgrown flags above
 #pragma unroll
     for (int k = 0; k < kMaxMidCluster; ++k) {
       if (k < static_cast<int>(K)) {

@@ -157,11 +157,9 @@ MLA_HD constexpr int64_t warppath_bytes(int64_t B) { return 20 * 32 * static_cas
 // so that a row costs < 2^26 units) take the "mid path": a cluster of midpath_cluster(B, kmax) CTAs of
 // kMidThreads threads (the fewest, up to the device's largest cluster, that leave a CTA at most
 // kMidRankRows rows), each thread holding midpath_rows_per_thread(B, K) (4, 8, 16 or 24) consecutive rows of
-// its CTA's slice in registers. Its shared memory per CTA (midpath_bytes): the CTA's candidate rows, in row
-// order; every CTA's table of the chain through its rows; the CTA's restarts (row, d) [kRowParts + 2]; a word
-// per CTA of the cluster and two mbarriers.
+// its CTA's slice in registers. Its shared memory per CTA: see midpath_bytes.
 constexpr int64_t kMidPathRows = 12288;
-constexpr int64_t kMidCand = 2048;   // candidates a cluster lists at most (else the general path)
+constexpr int64_t kMidCand = 2048;   // at most kMidCand / K candidates a CTA (else the general path)
 constexpr int kMidThreads = 512;
 constexpr int64_t kMidRankRows = 2048;   // rows a CTA of the mid path aims at
 constexpr int kMaxMidCluster = 8;        // kMidPathRows / kMidRankRows, rounded up to a power of two
@@ -184,8 +182,9 @@ MLA_HD constexpr int midpath_rows_per_thread(int64_t B, int64_t K) {
 // most chain states (d = 0 .. L - F) a CTA's table of the chain through its rows may have (F <= 127).
 constexpr int64_t kMidStates = 256;
 MLA_HD constexpr int64_t midpath_bound(int64_t F) { return 128 + 2 * F < 0xffff ? 128 + 2 * F : 0xffff; }
-// the candidates (and 4 of padding), the rank slots (candidates or tables), the restarts (row, d), each rank's
-// sum and candidate count, three mbarriers
+// The candidates in row order (and 4 of padding), the rank slots (every CTA's candidates, or every CTA's table
+// of the chain through its rows), the restarts (row, d) [kRowParts + 2], each CTA's sum and candidate count,
+// three mbarriers.
 MLA_HD constexpr int64_t midpath_bytes() {
   return 4 * (kMidCand + 4) + 4 * kMidCand + 8 * (kRowParts + 2) + 8 * kMaxCluster + 24;
 }
