@@ -30,8 +30,10 @@ from jax_mla_meta._primitive import schedule_p
 
 dev = jax.devices()[0]
 # The mid path's per-rank stamps (MLA_MID_STAMP in cuda_kernels.cu), in the order they are taken.
+# From cand.scan on, the two ways of mid_path: by tables (listed, table sent, tables landed, chain followed
+# through them, own walk) or by lists (sent, counts landed, lists landed, laid out, walk).
 MID_STAMPS = [(5, "start"), (0, "loaded"), (1, "scan"), (13, "phase0"), (10, "sums"), (2, "cand.scan"),
-              (14, "links"), (15, "pushed"), (8, "tables"), (12, "composed"), (9, "restarts"), (3, "bar"),
+              (14, "listed"), (15, "sent"), (8, "landed"), (12, "combined"), (9, "walk"), (3, "bar"),
               (6, "out"), (4, "exit")]
 
 

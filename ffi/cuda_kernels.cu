@@ -1630,7 +1630,7 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
   uint32_t* rsum = hd + (kRowParts + 2);  // [kMaxCluster]: rank k's tape sum, pushed by rank k
   uint32_t* rcnt = rsum + kMaxCluster;    // [kMaxCluster]: rank k's candidate count, pushed by rank k
   uint64_t* bar = reinterpret_cast<uint64_t*>(rcnt + kMaxCluster);   // [3]: the sums, counts, lists / tables
-  uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // [0] restarts, [1] C, [2] the chain outgrew the bound
+  uint32_t* sc = reinterpret_cast<uint32_t*>(sh->u);   // the walk's [0] restarts, [1] last d, [2] outgrown bound
   const unsigned K = gridDim.x, rank = blockIdx.x;     // the cluster spans grid.x
   const int tid = threadIdx.x;
   if (K > 1) {
@@ -1839,7 +1839,7 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
     if (tid == 0) mbar_expect_bytes(bar + 2, 4 * sent);
     mbar_wait(bar + 2);
     MLA_MID_STAMP(8);
-    if (full) return general();   // uniform (more than kMidCand candidates, or one rank's share of them)
+    if (full) return general();   // uniform (a rank with more than M candidates)
     for (uint32_t c = tid; c < all; c += kMidThreads) {
       uint32_t k = 0, lo = 0;   // c is rank k's (c - lo)-th candidate
 #pragma unroll

@@ -185,7 +185,7 @@ def chain_by_tables(cand, t, W: int, ranks: int, F: int, dmax: int, P: int):
     the restarts in its slice and the d the chain leaves it with; the ranks then follow the chain through
     the tables, and each lists its own restarts from the d it enters with. Returns the restarts ([0] + rows,
     [0] + their d) or None where the chain leaves the bound (d > dmax or more than P restarts)."""
-    def follow(lst, d):   # follow_chain in cuda_kernels.cu
+    def follow(lst, d):   # table_entry (one entry) and walk_candidates (the listing) in cuda_kernels.cu
         hits = []
         for j in lst:
             if d > dmax:
