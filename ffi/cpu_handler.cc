@@ -68,6 +68,9 @@ NB_MODULE(_cpu, m) {
         "Whether a dense batch of B rows takes the CUDA kernels' mid path (512-thread CTAs, up to 2,048 rows each).");
   m.def("midpath_cluster", [](int64_t B, int kmax) { return midpath_cluster(B, kmax); }, nb::arg("B"),
         nb::arg("kmax"), "Cluster size of the mid path for B rows on a device whose largest cluster is kmax.");
+  m.def("midpath_rows_per_thread", [](int64_t B, int64_t K) { return midpath_rows_per_thread(B, K); },
+        nb::arg("B"), nb::arg("cluster_size"),
+        "Consecutive rows each thread of the mid path holds for B rows on a cluster of cluster_size CTAs.");
   m.def("smem_supported", &smem_supported, nb::arg("block_size_n"), nb::arg("fixed_overhead_num_blocks"),
         "Whether the smem kernel can represent every row cost for this block size and overhead.");
   m.def("workspace_bytes", &workspace_bytes, nb::arg("B"), nb::arg("num_sm_parts"),

@@ -108,6 +108,12 @@ def midpath_cluster(B: int, kmax: int) -> int:
     return int(_cpu.midpath_cluster(int(B), int(kmax)))
 
 
+def midpath_rows_per_thread(B: int, cluster_size: int) -> int:
+    """Consecutive rows (4, 8, 16 or 24) each of the mid path's 512 threads a CTA holds, for B rows on a
+    cluster of cluster_size CTAs."""
+    return int(_cpu.midpath_rows_per_thread(int(B), int(cluster_size)))
+
+
 def smem_supported(block_size_n: int, fixed_overhead_num_blocks: int) -> bool:
     """Whether the "smem" kernel can represent every row cost (False only for block sizes below 64)."""
     return bool(_cpu.smem_supported(int(block_size_n), int(fixed_overhead_num_blocks)))

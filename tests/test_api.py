@@ -197,6 +197,7 @@ def test_plan_reports_the_mid_path(monkeypatch):
     for B, K in ((1793, 1), (2048, 1), (2049, 2), (4096, 2), (4097, 4), (8192, 4), (8193, 8), (11622, 8),
                  (11623, 8), (12288, 8)):
         assert _ffi.midpath_cluster(B, 16) == K and _ffi.midpath_cluster(B, 2) == min(K, 2), B
+        assert _ffi.midpath_rows_per_thread(B, K) == 4, B   # rows a thread on an H100's clusters
         for kernel in ("auto", "smem", "low_smem"):
             p = mm.plan(B, 132, kernel=kernel, device=dev)
             assert p.cluster_size == K and f"mid path, on {K} CTA" in p.reason, (B, kernel, p)
@@ -210,3 +211,7 @@ def test_plan_reports_the_mid_path(monkeypatch):
     assert mm.plan(4096, 132, device=dev, block_size_n=128).cluster_size == 2
     with pytest.raises(ValueError, match="topk"):
         mm.plan(4096, 132, device=dev, topk=-1)
+    # on smaller clusters: the fewest of 4, 8, 16, 24 rows a thread that hold a CTA's slice on 512 threads
+    for B, K, R in ((1793, 1, 4), (2049, 1, 8), (4096, 1, 8), (4097, 1, 16), (8193, 1, 24), (12288, 1, 24),
+                    (12288, 2, 16), (8192, 2, 8), (4096, 2, 4)):
+        assert _ffi.midpath_rows_per_thread(B, K) == R, (B, K)

@@ -226,7 +226,7 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16
     cand = [j for j in range(n) if t[j] <= L]   # row 0 (t = 0) first
     ranks = _ffi.midpath_cluster(B, kmax)
     per = -(-B // ranks)   # rows a rank holds at most; R: the kernel instance's rows a thread
-    R = 4 if per <= 4 * T else 8 if per <= 8 * T else 16 if per <= 16 * T else 24
+    R = _ffi.midpath_rows_per_thread(B, ranks)
     W = -(-per // R) * R
     if max(np.bincount(np.asarray(cand[1:], dtype=np.int64) // W, minlength=ranks)) > cap // ranks:
         return None   # a rank with more than cap / K candidates (row 0 is not one)
