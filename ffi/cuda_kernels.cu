@@ -2469,7 +2469,7 @@ cudaError_t device_limits(int dev, int* optin, int* kmax) {
   const void* low_fns[3] = {reinterpret_cast<const void*>(mla_low_smem_kernel<256>),
                             reinterpret_cast<const void*>(mla_low_smem_kernel<512>),
                             reinterpret_cast<const void*>(mla_low_smem_kernel<1024>)};
-  // the mid path's instances (R = 4, 8, 16, 24 rows a thread); its clusters have at most kMaxCluster CTAs
+  // the mid path's instances (R = 4, 8, 16, 24 rows a thread); its clusters have at most kMaxMidCluster CTAs
   const void* mid_fns[2][4] = {{reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 4>),
                                 reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 8>),
                                 reinterpret_cast<const void*>(mla_smem_kernel<kMidThreads, 0, 16>),

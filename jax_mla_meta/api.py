@@ -324,13 +324,19 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     need = _ffi.smem_bytes(B, P, ks or kmax)
     rows = max_smem_rows(P, limit, kmax) if supported else 0
     kl = _ffi.cluster_for(B, kmax)
-    on = f"on {ks} CTA{'s' if ks != 1 else ''}"
+
+    def ctas(n: int) -> str:
+        return f"{n} CTA{'s' if n != 1 else ''}"
+
+    def fits(need: int, where: str) -> str:
+        return f"needs {need} <= {limit} bytes of opt-in shared memory per CTA{where}"
+
     if kernel == "smem":
         if not supported:
             k, why = "error", (f"the smem kernel does not support block_size_n={bs} (a group of 32 rows could "
                                "exceed 2^31 blocks)")
         elif ks:
-            k, why = "smem", f"forced; {on}"
+            k, why = "smem", f"forced; on {ctas(ks)}"
         else:
             k, why = "error", (f"it needs {need} bytes of shared memory per CTA for B={B}, num_sm_parts={P} "
                                f"even on a cluster of {kmax} CTAs, and the device allows {limit}")
@@ -339,7 +345,7 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     elif not supported:
         k, why = "low_smem", f"the smem kernel does not support block_size_n={bs}"
     elif ks:
-        k, why = "smem", f"needs {need} <= {limit} bytes of opt-in shared memory per CTA {on}"
+        k, why = "smem", fits(need, f" on {ctas(ks)}")
     else:
         k, why = "low_smem", (f"smem kernel would need {need} > {limit} bytes of opt-in shared memory per CTA "
                               f"on {kmax} CTAs")
@@ -350,13 +356,10 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     if mid:
         if k == "smem":
             need = _ffi.smem_bytes(B, P, km)
-            if kernel != "smem":
-                why = f"needs {need} <= {limit} bytes of opt-in shared memory per CTA"
-            else:
-                why = "forced"
-        why += f"; dense: the mid path, on {km} CTA{'s' if km != 1 else ''} of 512 threads"
+            why = "forced" if kernel == "smem" else fits(need, "")
+        why += f"; dense: the mid path, on {ctas(km)} of 512 threads"
     elif k == "low_smem":
-        why += f"; on {kl} CTA{'s' if kl != 1 else ''}"
+        why += f"; on {ctas(kl)}"
         if B > 8192 * kl:   # the handler's rows_per_rank(B, K) > kChunk (8,192, a multiple of its 32-row groups)
             why += (" with more than 8,192 rows each: a chunk-sums launch (dense mode) before the cluster and a "
                     "num_splits launch after it")
