@@ -74,6 +74,7 @@ struct alignas(16) Shared {
   int64_t scan[2][32];              // double-buffered block-scan scratch
   int64_t rsum[kMaxCluster];        // each rank's tape sum (sent by that rank, dense mode)
   uint64_t bar;                     // dense clusters: mbarrier, every rank's sum has landed
+  uint64_t rbar;                    // low_smem dense clusters: mbarrier, every part record has landed
   int64_t pre[kMaxCluster + 1];     // exclusive prefix of rsum: where each rank's slice starts; pre[K] = total
   int64_t u[4];                     // Q, and the first parts past the tape / of this rank / of the next
   uint32_t cut_mask[kMaskWindows];  // window walker: per window of 32 parts, which end strictly inside a row
@@ -166,6 +167,15 @@ __device__ __forceinline__ void push_dword(int64_t* dst, uint64_t* bar, unsigned
   asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b64 [%0], %1, [%2];\n"
                ::"r"(cluster_addr(smem_addr(dst), rank)), "l"(v), "r"(cluster_addr(smem_addr(bar), rank))
                : "memory");
+}
+// A part record (32 bytes) as two 16-byte pushes.
+__device__ __forceinline__ void push_record(void* dst, uint64_t* bar, unsigned rank, const int4 (&v)[2]) {
+  const uint32_t d = cluster_addr(smem_addr(dst), rank), b = cluster_addr(smem_addr(bar), rank);
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n"
+                 ::"r"(d + 16 * i), "r"(v[i].x), "r"(v[i].y), "r"(v[i].z), "r"(v[i].w), "r"(b)
+                 : "memory");
 }
 __device__ __forceinline__ void mbar_init(uint64_t* bar) {   // one arrival (the receiver's expect_bytes)
   asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_addr(bar)) : "memory");
@@ -1599,11 +1609,13 @@ __device__ __forceinline__ uint32_t walk_candidates(const uint32_t* cand, int m,
 // The chain over a CTA's candidates cand[0 .. m) (row << 16 | t in row order, 16-byte aligned, padded to
 // whole 16-byte groups with entries no chain hits: t = 0xffff > L + F) for a chain that enters with d = x, as
 // one entry of a cluster CTA's table: every candidate by one dependent compare-and-select, no branch. Returns
-// the d it leaves with (past dmax: outgrown) and the restarts in `cnt`.
+// the d it leaves with (past dmax: outgrown), the restarts in `cnt` and, where m <= 32, which candidates they
+// are in `hits` (bit c: cand[c]).
 __device__ __forceinline__ uint32_t table_entry(const uint32_t* cand, uint32_t m, uint32_t x, uint32_t F,
-                                                uint32_t& cnt) {
+                                                uint32_t& cnt, uint32_t& hits) {
   uint32_t d = x;
   cnt = 0;
+  hits = 0;
   for (uint32_t j = 0; j < m; j += 4) {
     const uint4 v = *reinterpret_cast<const uint4*>(cand + j);
     const uint32_t e[4] = {v.x, v.y, v.z, v.w};
@@ -1613,6 +1625,7 @@ __device__ __forceinline__ uint32_t table_entry(const uint32_t* cand, uint32_t m
       const bool h = t - d <= F;
       d = h ? t : d;
       cnt += h ? 1u : 0u;
+      hits |= (h ? 1u : 0u) << ((j + l) & 31u);   // exact where m <= 32
     }
   }
   return d;
@@ -1776,12 +1789,17 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
   uint32_t din = 0, kin = 0, dfin = 0, tot = 0;   // the chain on entering this rank's slice, on leaving the last
   bool over = false;
   uint32_t nwalk = m;   // warp 0 walks cand[0 .. nwalk) from d = din
+  // By tables with at most 32 candidates, thread x keeps which candidates its entry's chain restarts at
+  // (bit c: cand[c]); after the chain through the tables, the warp of thread din writes them: no walk.
+  bool masks = false;
+  uint32_t hits = 0;
   if (by_tables) {
     // Entry x of a rank's table, for a chain that enters the slice with d = x: low half, the d it leaves with
     // (at most dmax); high half, its restarts, plus 0x8000 where d passed dmax (the chain outgrew the bound;
     // every entry of a rank that could not list its candidates says so). Sent to every rank; then every rank
     // follows the chain through all K tables, one dependent load a rank.
     const uint32_t nd = dmax + 1u;
+    masks = listed && m <= 32u;   // uniform in the CTA
     if (tid == 0) mbar_expect_bytes(bar + 2, 4u * K * nd);
     __syncthreads();   // the candidates are listed
     MLA_MID_STAMP(14);
@@ -1789,7 +1807,7 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
       uint32_t e = 0x80000000u;
       if (listed) {
         uint32_t cnt;
-        const uint32_t dd = table_entry(cand, m, static_cast<uint32_t>(tid), F, cnt);
+        const uint32_t dd = table_entry(cand, m, static_cast<uint32_t>(tid), F, cnt, hits);
         e = ((cnt | (dd > dmax ? 0x8000u : 0u)) << 16) | min(dd, dmax);
       }
       for (unsigned k = 0; k < K; ++k) push_word(slots + rank * nd + tid, bar + 2, k, e);
@@ -1855,17 +1873,38 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
     cluster_arrive_relaxed();   // nothing more is sent to this rank (the barrier completes before leaving)
     MLA_MID_STAMP(12);
   }
-  __syncthreads();
-  if (tid < 32 && !over) {   // warp 0: the restarts (row, d) in cand, and (one list of all ranks) the chain's end
-    int nh;
-    bool ov;
-    const uint32_t dd = walk_candidates(cand, static_cast<int>(nwalk), din, F, dmax, P, hrow, hd, nh, ov);
-    if (tid == 0) {
-      sc[0] = static_cast<uint32_t>(nh);
-      sc[1] = dd;
-      sc[2] = ov ? 1u : 0u;
+  if (masks) {   // (cand was listed before the tables were built)
+    if (!over && (tid >> 5) == static_cast<int>(din >> 5)) {   // the warp of thread din: the restarts (row, d)
+      const int lane = tid & 31;
+      const uint32_t hm = __shfl_sync(kFull, hits, static_cast<int>(din & 31u));
+      const uint32_t ce = lane < static_cast<int>(m) ? cand[lane] : 0u;
+      if ((hm >> lane) & 1u) {
+        const int k = __popc(hm & ((2u << lane) - 1u));
+        hrow[k] = ce >> 16;
+        hd[k] = ce & 0xffffu;
+      }
+      if (lane == 0) {
+        const int nh = __popc(hm);
+        hrow[0] = 0u;
+        hd[0] = din;
+        hrow[nh + 1] = 0xffffffffu;
+        sc[0] = static_cast<uint32_t>(nh);
+      }
     }
     MLA_MID_STAMP(9);
+  } else {
+    __syncthreads();
+    if (tid < 32 && !over) {   // warp 0: the restarts (row, d) in cand, and (one list of all ranks) the chain's end
+      int nh;
+      bool ov;
+      const uint32_t dd = walk_candidates(cand, static_cast<int>(nwalk), din, F, dmax, P, hrow, hd, nh, ov);
+      if (tid == 0) {
+        sc[0] = static_cast<uint32_t>(nh);
+        sc[1] = dd;
+        sc[2] = ov ? 1u : 0u;
+      }
+      MLA_MID_STAMP(9);
+    }
   }
   __syncthreads();
   MLA_MID_STAMP(3);
@@ -2113,10 +2152,14 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   const int nch = static_cast<int>((r1 - r0 + kCh - 1) / kCh);
   int64_t* wpre = reinterpret_cast<int64_t*>(ws + a.lay.chunks);   // [K * (R / kCh)][32] when nch > 1
   const int64_t wbase = static_cast<int64_t>(rank) * (R / kCh);
+  // low_smem with its records in shared memory: each record is pushed to every rank onto sh->rbar (st.async),
+  // not stored remotely and published by a release / acquire cluster barrier (~1,300 cycles).
+  const bool push_records = !kSmem && !global_parts && K > 1;
   if (K > 1) {
     if (threadIdx.x == 0) {   // the rank sums land on sh->bar (see push_word)
       mbar_init(&sh->bar);
       mbar_expect_bytes(&sh->bar, 8 * K);
+      if (push_records) mbar_init(&sh->rbar);   // its bytes are expected once qt is known
       mbar_init_fence();
     }
     cluster_arrive_relaxed();   // phase 0: every CTA of the cluster has started (completed below)
@@ -2228,6 +2271,9 @@ __device__ __forceinline__ void sched_body(const Args& a) {
     qt = sh->u[1];
     qa = sh->u[2];
     qb = sh->u[3];
+    // parts [0, qt) are each found by one rank and pushed to all (the count may go below zero while pushes
+    // land before this; the phase completes only after this arrival, once every byte has landed)
+    if (push_records && threadIdx.x == 0) mbar_expect_bytes(&sh->rbar, static_cast<uint32_t>(kPartRecordBytes * qt));
   } else {   // one CTA: every thread has the total from its scan; only the tape needs a barrier
     if (threadIdx.x == 0) sh->pre[0] = 0;   // the tape view's rank prefix
     __syncthreads();
@@ -2246,6 +2292,9 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   auto put = [&](int64_t q, const PartRecord& rc, unsigned first = 0, unsigned stride = 1) {
     if (global_parts) {
       if (first == 0) store_record(rec + q, rc);
+    } else if (push_records) {
+      for (unsigned o = first; o < K; o += stride)
+        push_record(rec + q, &sh->rbar, o, reinterpret_cast<const int4(&)[2]>(rc));
     } else {
       for (unsigned o = first; o < K; o += stride) store_record((o == rank ? rec : remote(rec, o)) + q, rc);
     }
@@ -2322,7 +2371,11 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   }
   MLA_STAMP(13);
   // Records visible to every rank.
-  if (K > 1) {
+  if (push_records) {
+    mbar_wait(&sh->rbar);
+    cluster_arrive_relaxed();   // nothing more is sent to this rank (the barrier completes before leaving)
+    __syncthreads();            // the past-end records this CTA stored itself
+  } else if (K > 1) {
     if (global_parts) __threadfence();
     cluster_arrive();
     cluster_wait();
@@ -2342,9 +2395,8 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   }
   out_splits(cuts, global_parts);
   MLA_STAMP(4);
-  if constexpr (kSmem) {
-    if (K > 1) cluster_wait();   // no rank leaves while another may still read its shared memory
-  }
+  // smem: no rank leaves while another may still read its shared memory; low_smem: nor while its pushes land
+  if ((kSmem || push_records) && K > 1) cluster_wait();
 }
 
 // Thread count per CTA: 256, 512 or 1024 (a rank's rows in one chunk of 8 per thread when they fit; small

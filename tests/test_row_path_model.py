@@ -183,7 +183,9 @@ def chain_by_tables(cand, t, W: int, ranks: int, F: int, dmax: int, P: int):
     """The chain of restarts as the mid path finds it on a cluster: rank r sees only its own candidates
     (rows [r W, r W + W), row 0 left out) and tabulates, for every d in [0, dmax] (d = 0 alone on one CTA),
     the restarts in its slice and the d the chain leaves it with; the ranks then follow the chain through
-    the tables, and each lists its own restarts from the d it enters with. Returns the restarts ([0] + rows,
+    the tables, and each lists its own restarts from the d it enters with (the kernel walks them, or, with at
+    most 32 candidates in the rank, takes them from the hit mask of its table entry at that d: the same
+    list as table[d][1] here). Returns the restarts ([0] + rows,
     [0] + their d) or None where the chain leaves the bound (d > dmax or more than P restarts)."""
     def follow(lst, d):   # table_entry (one entry) and walk_candidates (the listing) in cuda_kernels.cu
         hits = []
