@@ -1510,9 +1510,11 @@ __device__ __forceinline__ bool warp_path(const Args& a) {
 //      each rank follows its own candidates from every d in [0, dmax], a thread each (table_entry): entry d
 //      is the number of restarts in its slice and the d the chain leaves it with. The ranks send each other
 //      their tables, and every rank follows the chain through them (one dependent load a rank): the d and
-//      the restart count on entering its slice, and on leaving the last one. Warp 0 then walks the slice's
-//      own candidates from its d on entry, 32 per ballot round (walk_candidates). (Against the lists below
-//      at 11,622 rows on 8 CTAs: 5.5 -> 4.9 us; benchmarks/README.md, perf log v17.)
+//      the restart count on entering its slice, and on leaving the last one. The slice's own restarts: where
+//      it has at most 32 candidates, the thread of its entry d kept them as a mask while building that entry
+//      (the warp of that thread writes them out); else warp 0 walks the slice's candidates from its d on
+//      entry, 32 per ballot round (walk_candidates). (Against the lists below at 11,622 rows on 8 CTAs:
+//      5.5 -> 4.9 us, and 4.83 with the masks; benchmarks/README.md, perf log v17 and v18.)
 //    - by lists: each rank sends its count and its candidates (at most M = kMidCand / K) to every rank (into
 //      rank slots), a word a thread; every rank lays them out in row order in its own shared memory, and
 //      warp 0 of every rank walks the whole chain from d = 0. One CTA (K = 1) walks its own list.
@@ -1999,9 +2001,17 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
 // =============================== the kernel (both variants) ===============================
 // kWR > 0: the warp path with kWR rows per lane (a small dense batch); kMR > 0: the mid path with kMR rows
 // per thread; either falls back to the general path.
+template <bool kSmem, int kNT, int kWR>
+__device__ __forceinline__ void general_body(const Args& a);
+// The general path out of line, for the mid path's instances: their kernels' own code is then the mid path
+// and a call, compiled alike in both kernels. Inlined, the two kernels' different general paths gave their
+// mid paths different register allocation and scheduling, and low_smem ran ~0.06 us slower than smem on the
+// same mid path (perf log v18). (The warp path's instances keep it inline: out of line they were slower.)
+template <bool kSmem, int kNT, int kWR>
+__device__ __noinline__ void general_call(const Args& a) { general_body<kSmem, kNT, kWR>(a); }
+
 template <bool kSmem, int kNT, int kWR, int kMR>
 __device__ __forceinline__ void sched_body(const Args& a) {
-  constexpr int kCh = kNT * kV;   // rows per chunk (a rank has one chunk unless kNT == 1024)
   MLA_STAMP(7);
   if constexpr (kWR > 0) {   // the handler launches these instances only for dense batches with P <= 256
     if (a.c.topk < 0 && warp_path<kSmem, kWR>(a)) return;
@@ -2009,7 +2019,17 @@ __device__ __forceinline__ void sched_body(const Args& a) {
   if constexpr (kMR > 0) {   // and these only where midpath_fits (schedule_core.h)
     static_assert(kNT == kMidThreads, "the mid path runs on CTAs of kMidThreads threads");
     if (a.c.topk < 0 && a.bs_shift >= 6 && mid_path<kSmem, kMR>(a)) return;
+    const Args copy = a;   // the callee takes an address: copied here, on this rare path, not at kernel entry
+    general_call<kSmem, kNT, kWR>(copy);
+  } else {
+    general_body<kSmem, kNT, kWR>(a);
   }
+}
+
+// The general path: any batch, dense or sparse, on a cluster of K CTAs (or one).
+template <bool kSmem, int kNT, int kWR>
+__device__ __forceinline__ void general_body(const Args& a) {
+  constexpr int kCh = kNT * kV;   // rows per chunk (a rank has one chunk unless kNT == 1024)
   extern __shared__ __align__(16) uint8_t dyn[];
   const int64_t g = a.batch0 + blockIdx.y;
   const int64_t B = a.B;
@@ -2404,9 +2424,13 @@ __device__ __forceinline__ void sched_body(const Args& a) {
 // kWR > 0 (256 threads): the warp path for small dense batches, kWR rows per lane. kMR > 0 (512 threads):
 // the mid path for mid-size dense batches, kMR rows per thread.
 template <int kNT, int kWR = 0, int kMR = 0>
-__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT, kWR, kMR>(a); }
+__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) {
+  sched_body<true, kNT, kWR, kMR>(a);
+}
 template <int kNT, int kWR = 0, int kMR = 0>
-__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sched_body<false, kNT, kWR, kMR>(a); }
+__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) {
+  sched_body<false, kNT, kWR, kMR>(a);
+}
 
 // ---- wide batches (low_smem, more than one chunk of 8,192 rows per rank: B > 131,072 on 16 CTAs) ----
 // One cluster streams every length twice per call otherwise (its sums, then num_splits), on at most 16 SMs.
