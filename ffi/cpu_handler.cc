@@ -63,6 +63,9 @@ NB_MODULE(_cpu, m) {
         "or 0 when it does not fit.");
   m.def("cluster_for", &cluster_for, nb::arg("B"), nb::arg("kmax"),
         "Cluster size for B rows (about 4096 rows per CTA), capped at kmax.");
+  m.def("low_smem_cluster", &low_smem_cluster, nb::arg("B"), nb::arg("kmax"),
+        "Cluster size the low_smem kernel uses for B rows outside the mid path: cluster_for(B, kmax), at most 8 "
+        "when a CTA would hold more than 8,192 rows.");
   m.def("midpath_fits", [](int64_t B, int64_t P, int64_t bs) { return midpath_fits(B, P, bs); }, nb::arg("B"),
         nb::arg("num_sm_parts"), nb::arg("block_size_n"),
         "Whether a dense batch of B rows takes the CUDA kernels' mid path (512-thread CTAs, up to 2,048 rows each).");

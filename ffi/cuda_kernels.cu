@@ -2043,7 +2043,7 @@ __device__ __forceinline__ void general_body(const Args& a) {
   uint8_t* ws = a.ws + g * a.ws_stride;
   // Dense mode: rank k owns rows [k R, k R + R) of the batch (cut at num_valid). Its first lengths are
   // requested before num_valid arrives, so the two memory round trips overlap.
-  // K is a power of two (cluster_for, smem_cluster): shifts, not the 64-bit divisions of rows_per_rank, which
+  // K is a power of two (cluster_for, smem_cluster, low_smem_cluster): shifts, not the 64-bit divisions of rows_per_rank, which
   // a lone warp pays for before its first load is even addressed.
   const int kLog = __ffs(static_cast<int>(K)) - 1;
   const int64_t Rcap = (((B + K - 1) >> kLog) + kGroup - 1) & ~static_cast<int64_t>(kGroup - 1);   // rows_per_rank
@@ -2669,7 +2669,7 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
   const int kmid = midpath_cluster(sh.B, kmax);
   const bool mid = c.topk < 0 && midpath_fits(sh.B, sh.P, c.block_size_n) &&
                    (!use_smem || smem_bytes(sh.B, sh.P, kmid) <= optin);
-  const int K = mid ? kmid : (use_smem ? ks : cluster_for(sh.B, kmax));
+  const int K = mid ? kmid : (use_smem ? ks : low_smem_cluster(sh.B, kmax));
   if (K < 1 || (K & (K - 1)) != 0)   // the kernels divide by K with shifts
     return ffi::Error::Internal("jax_mla_meta: cluster size " + std::to_string(K) + " is not a power of two");
   Args a{};

@@ -128,6 +128,17 @@ MLA_HD int64_t rows_per_rank(int64_t B, int64_t K) {
   return (r + kGroup - 1) / kGroup * kGroup;
 }
 
+// The low_smem kernel's cluster: cluster_for(B), but at most kWideCluster CTAs for a wide batch (more than
+// kChunk rows a CTA, run as three launches: cuda_kernels.cu). Measured on an H100 at 1M rows (perf log v18):
+// 8 CTAs of 131,072 rows each beat 16 of 65,536 (dense 19.4-20.0 -> 19.0-19.4 us, sparse 7.0 -> 6.8), and 4 lose
+// (22 us dense). The cluster's work there is fixed per part, not per row (the chunk sums come from the launch
+// before), so fewer CTAs cost little, and a cluster of 8 has fewer SMs to wait for.
+constexpr int kWideCluster = 8;
+inline int low_smem_cluster(int64_t B, int kmax) {
+  const int K = cluster_for(B, kmax);
+  return K > kWideCluster && rows_per_rank(B, K) > kChunk ? kWideCluster : K;
+}
+
 // Both kernels schedule small dense batches on one CTA by per-row arithmetic (the "row path" in
 // cuda_kernels.cu) when B <= kRowPathRows and P <= kRowParts. Its shared memory: per row S, S mod Q and a
 // candidate slot (B rounded up to 8; the last two later hold the metadata pass's per-row entries), 8

@@ -96,6 +96,12 @@ def cluster_for(B: int, kmax: int) -> int:
     return int(_cpu.cluster_for(int(B), int(kmax)))
 
 
+def low_smem_cluster(B: int, kmax: int) -> int:
+    """Cluster size of the "low_smem" kernel outside the mid path: ``cluster_for(B, kmax)``, at most 8 when a
+    CTA would hold more than 8,192 rows (a wide batch: three launches)."""
+    return int(_cpu.low_smem_cluster(int(B), int(kmax)))
+
+
 def midpath_fits(B: int, num_sm_parts: int, block_size_n: int) -> bool:
     """Whether a dense batch takes the CUDA kernels' mid path: 1,793-12,288 rows, num_sm_parts <= 256,
     block_size_n a power of two >= 64."""

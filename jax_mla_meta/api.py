@@ -293,7 +293,8 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     The CUDA handler makes the same choice from the same formulas: each batch runs on a cluster of
     ``cluster_for(B)`` CTAs (about 4096 rows each, a power of two up to the device's largest cluster);
     "smem" when a CTA's slice fits the device's opt-in shared memory per block on such a cluster (doubled up
-    to the largest if needed, and the block size is one it supports), else "low_smem". A dense batch
+    to the largest if needed, and the block size is one it supports), else "low_smem", whose cluster has at
+    most 8 CTAs when a CTA would otherwise hold more than 8,192 rows (``_ffi.low_smem_cluster``). A dense batch
     (``topk`` None, as in :func:`schedule`) of 1,793-12,288 rows with num_sm_parts <= 256 and block_size_n a
     power of two >= 64 runs the kernels' mid path instead, on a cluster of 512-thread CTAs with at most 2,048
     rows each where the device allows (``_ffi.midpath_cluster``; the smem kernel where its shared memory fits
@@ -323,7 +324,7 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     ks = _ffi.smem_cluster(B, P, limit, kmax) if supported else 0
     need = _ffi.smem_bytes(B, P, ks or kmax)
     rows = max_smem_rows(P, limit, kmax) if supported else 0
-    kl = _ffi.cluster_for(B, kmax)
+    kl = _ffi.low_smem_cluster(B, kmax)
 
     def ctas(n: int) -> str:
         return f"{n} CTA{'s' if n != 1 else ''}"

@@ -110,6 +110,10 @@ def test_cluster_size_rule():
     assert [_ffi.cluster_for(B, 16) for B in (0, 1, 4096, 4097, 8192, 8193, 65536, 65537, 10**6)] == \
         [1, 1, 1, 2, 2, 4, 16, 16, 16]
     assert _ffi.cluster_for(10**6, 8) == 8 and _ffi.cluster_for(10**6, 1) == 1
+    # low_smem: at most 8 CTAs once a CTA would hold more than 8,192 rows (a wide batch)
+    assert [_ffi.low_smem_cluster(B, 16) for B in (4097, 65536, 131072, 131073, 10**6, 2**20)] == \
+        [2, 16, 16, 8, 8, 8]
+    assert _ffi.low_smem_cluster(10**6, 4) == 4 and _ffi.low_smem_cluster(10**6, 1) == 1
     # the smem kernel takes a larger cluster when the slice does not fit, and 0 when nothing fits
     assert _ffi.smem_cluster(4096, 132, 232448, 16) == 1
     assert _ffi.smem_cluster(200000, 132, 232448, 16) == 16
