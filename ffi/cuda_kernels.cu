@@ -2178,8 +2178,14 @@ __device__ __forceinline__ void general_body(const Args& a) {
   if (K > 1) {
     if (threadIdx.x == 0) {   // the rank sums land on sh->bar (see push_word)
       mbar_init(&sh->bar);
-      mbar_expect_bytes(&sh->bar, 8 * K);
       if (push_records) mbar_init(&sh->rbar);   // its bytes are expected once qt is known
+    }
+    // compute-sanitizer's racecheck attributed thread 0's mbarrier.init in the 1,024-thread smem kernel to
+    // another thread of the CTA (the compiler issues it through the uniform datapath) and reported a race with
+    // the expect below; the barrier orders the two for it at the cost of one CTA barrier per call.
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      mbar_expect_bytes(&sh->bar, 8 * K);
       mbar_init_fence();
     }
     cluster_arrive_relaxed();   // phase 0: every CTA of the cluster has started (completed below)
