@@ -2043,8 +2043,8 @@ __device__ __forceinline__ void general_body(const Args& a) {
   uint8_t* ws = a.ws + g * a.ws_stride;
   // Dense mode: rank k owns rows [k R, k R + R) of the batch (cut at num_valid). Its first lengths are
   // requested before num_valid arrives, so the two memory round trips overlap.
-  // K is a power of two (cluster_for, smem_cluster, low_smem_cluster): shifts, not the 64-bit divisions of rows_per_rank, which
-  // a lone warp pays for before its first load is even addressed.
+  // K is a power of two (cluster_for, smem_cluster, low_smem_cluster): shifts, not the 64-bit divisions of
+  // rows_per_rank, which a lone warp pays for before its first load is even addressed.
   const int kLog = __ffs(static_cast<int>(K)) - 1;
   const int64_t Rcap = (((B + K - 1) >> kLog) + kGroup - 1) & ~static_cast<int64_t>(kGroup - 1);   // rows_per_rank
   int64_t R = Rcap;
@@ -2430,15 +2430,11 @@ __device__ __forceinline__ void general_body(const Args& a) {
 // kWR > 0 (256 threads): the warp path for small dense batches, kWR rows per lane. kMR > 0 (512 threads):
 // the mid path for mid-size dense batches, kMR rows per thread.
 template <int kNT, int kWR = 0, int kMR = 0>
-__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) {
-  sched_body<true, kNT, kWR, kMR>(a);
-}
+__global__ void __launch_bounds__(kNT, 1) mla_smem_kernel(const Args a) { sched_body<true, kNT, kWR, kMR>(a); }
 template <int kNT, int kWR = 0, int kMR = 0>
-__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) {
-  sched_body<false, kNT, kWR, kMR>(a);
-}
+__global__ void __launch_bounds__(kNT, 1) mla_low_smem_kernel(const Args a) { sched_body<false, kNT, kWR, kMR>(a); }
 
-// ---- wide batches (low_smem, more than one chunk of 8,192 rows per rank: B > 131,072 on 16 CTAs) ----
+// ---- wide batches (low_smem, more than one chunk of 8,192 rows per rank: B > 131,072, on 8 CTAs) ----
 // One cluster streams every length twice per call otherwise (its sums, then num_splits), on at most 16 SMs.
 // Three launches instead, the first and last spread over many small CTAs:
 //   1. mla_chunk_sums_kernel (dense only): each warp's sum of its 256 rows' costs into the workspace, the
