@@ -108,7 +108,8 @@ def test_wide_batches_vmapped():
 
 
 def test_wide_batch_of_more_than_32_chunks_per_cta():
-    """Over 4M dense rows (8 CTAs on an H100): a CTA's chunk positions no longer fit its shared memory (workspace)."""
+    """Over 4M dense rows (8 CTAs on an H100): a CTA's chunk positions no longer fit its shared memory, so they
+    go to the workspace."""
     dev = need_gpus(1)[0]
     B = 4_300_000
     if mm.plan(B, 132, kernel="low_smem", device=dev).cluster_size * 32 * 8192 >= B:
