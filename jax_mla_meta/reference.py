@@ -1,19 +1,20 @@
-"""Pure-Python/NumPy reference of the scheduler, written plainly from SPEC.md section 3.
+"""Pure-Python reference of the scheduler, written plainly from ``docs/spec.md`` (sections 3 and 8).
 
-This is the ground truth every implementation (the CPU handler, both CUDA kernels) is tested against.
-It uses Python integers for all sums, so it never overflows. It is slow (a Python loop over rows)."""
+This is the ground truth every implementation (the CPU handler, both CUDA kernels, every path of them) is tested
+against. It sums in Python integers, so it never overflows, and it is slow (a Python loop over rows).
+``check_schedule`` (re-exported here from :mod:`jax_mla_meta.checker`) judges metadata the way FlashMLA's
+consumers read it, without re-running this walk.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["schedule", "num_blocks"]
+from .checker import ScheduleError, check_schedule
+from .costs import num_blocks, row_lengths
+from .layouts import Layout, check_layout
 
-
-def num_blocks(lengths: np.ndarray, block_size_n: int) -> np.ndarray:
-    """KV blocks of each row: ``max(len - 1, 0) // block_size_n + 1`` (a zero or negative length costs one)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    return np.maximum(lengths - 1, 0) // block_size_n + 1
+__all__ = ["ScheduleError", "check_schedule", "num_blocks", "schedule"]
 
 
 def schedule(
@@ -23,29 +24,37 @@ def schedule(
     fixed_overhead_num_blocks: int = 5,
     topk: int | None = None,
     num_valid: int | None = None,
+    *,
+    layout: Layout = "2025",
+    topk_length=None,
+    extra_topk: int | None = None,
+    extra_topk_length=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(tile_scheduler_metadata [P, 8], num_splits [B + 1])`` as int32 NumPy arrays.
+    """Return ``(tile_scheduler_metadata [P, 8], num_splits [B + 1])`` of one batch as int32 NumPy arrays.
 
+    ``seqlens [B]`` are the row lengths (dense) or only give B (sparse, ``topk`` given). Sparse rows may have
+    their own lengths (``topk_length [B]``) and an extra KV cache (``extra_topk``, ``extra_topk_length [B]``).
     ``num_valid`` (default B) schedules only the first rows; ``num_splits`` past it repeats its last value.
     """
+    layout = check_layout(layout)
     seqlens = np.asarray(seqlens)
     if seqlens.ndim != 1:
         raise ValueError("reference.schedule takes one batch: seqlens must be 1-D")
     B = int(seqlens.shape[0])
     n = B if num_valid is None else min(max(int(num_valid), 0), B)
     P, F = int(num_sm_parts), int(fixed_overhead_num_blocks)
-    lens = [int(topk)] * n if topk is not None else [int(x) for x in seqlens[:n]]
+    lens = [int(x) for x in row_lengths(seqlens, topk, topk_length=topk_length, extra_topk=extra_topk,
+                                        extra_topk_length=extra_topk_length, layout=layout)[:n]]
     nblk = [int(v) for v in num_blocks(np.asarray(lens, dtype=np.int64), block_size_n)] if n else []
 
+    # The walk of section 3: where each part begins and ends.
     total = sum(b + F for b in nblk)
     payload = -(-total // P) + F
-    meta = np.zeros((P, 8), dtype=np.int64)
+    parts = []          # (begin_req or None, begin_block, begin_split, end_req, end_block)
     splits = np.zeros(B + 1, dtype=np.int64)
     i = blk = split = cum = 0
     for p in range(P):
-        meta[p, 0] = i if i < n else -1
-        meta[p, 1] = blk
-        meta[p, 4] = split
+        begin = (i if i < n else None, blk, split)
         rem = payload
         while i < n:
             left = nblk[i] - blk
@@ -62,13 +71,25 @@ def schedule(
                     rem = 0
                 break
         if blk > 0:
-            meta[p, 2], meta[p, 3] = i, blk
+            end = (i, blk)
         else:
-            meta[p, 2] = i - 1
-            meta[p, 3] = 0 if (n == 0 or lens[i - 1] == 0) else nblk[i - 1]
-    splits[n + 1 :] = cum
+            end = (i - 1, 0 if (n == 0 or lens[i - 1] == 0) else nblk[i - 1])
+        parts.append(begin + end)
+    splits[n + 1:] = cum
     assert i == n and blk == 0 and split == 0, "scheduler invariant broken"
+
+    # Packing (section 2 for 2025, section 8 for 2026).
+    meta = np.zeros((P, 8), dtype=np.int64)
+    for p, (b, bb, bs, e, eb) in enumerate(parts):
+        if layout == "2025":
+            meta[p] = [-1 if b is None else b, bb, e, eb, bs, 0, 0, 0]
+        elif b is None:
+            meta[p] = [B, e, 0, eb, 0, 0, 0, 0]
+        else:
+            # the flags as FlashMLA's scheduler computes them
+            first = bb != 0
+            last = eb != nblk[e] and lens[e] != 0
+            if b == e:
+                first = last = first or last
+            meta[p] = [b, e, bb, eb, bs, int(first), int(last), 0]
     return meta.astype(np.int32), splits.astype(np.int32)
-
-
-from .checker import check_schedule, ScheduleError  # noqa: E402,F401  (re-exported as reference.check_schedule)
