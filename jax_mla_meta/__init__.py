@@ -6,15 +6,25 @@
 
 from . import reference
 from ._ffi import HAS_CUDA, smem_bytes, smem_supported, workspace_bytes
-from .api import Plan, device_facts, get_mla_metadata, max_smem_rows, num_sm_parts_for, plan, schedule
+from .api import get_mla_metadata, schedule
+from .checker import ScheduleError, ScheduleStats, check_schedule
+from .host_rules import HostRule, device_facts, host_rule, num_sm_parts_for
+from .layouts import LAYOUTS, to_2026
+from .plan import Plan, max_smem_rows, plan
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "HAS_CUDA",
+    "HostRule",
+    "LAYOUTS",
     "Plan",
+    "ScheduleError",
+    "ScheduleStats",
+    "check_schedule",
     "device_facts",
     "get_mla_metadata",
+    "host_rule",
     "max_smem_rows",
     "num_sm_parts_for",
     "plan",
@@ -22,5 +32,6 @@ __all__ = [
     "schedule",
     "smem_bytes",
     "smem_supported",
+    "to_2026",
     "workspace_bytes",
 ]

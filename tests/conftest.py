@@ -1,11 +1,18 @@
-"""Shared fixtures: the backends every parity test runs on.
+"""Shared fixtures: the backends every parity test runs on, seeded random generators, and the `gpu` marker.
 
-"cpu" always runs. "gpu-auto", "gpu-smem" and "gpu-low_smem" need a CUDA device: they skip without one,
-and fail instead when JAX_MLA_META_REQUIRE_GPU is set (1 = one GPU needed, 2 = two GPUs)."""
+* Backends: "cpu" always runs; "gpu-auto", "gpu-smem" and "gpu-low_smem" need a CUDA device: they skip without
+  one, and fail instead when JAX_MLA_META_REQUIRE_GPU is set (1 = one GPU needed, 2 = two GPUs). Every test that
+  can touch a GPU (a gpu-* backend, the `dev` fixture's "gpu" case, or `need_gpus`) carries the `gpu` marker,
+  applied here at collection: ``pytest -m "not gpu"`` runs the CPU half.
+* Random inputs are fresh on every run and reproducible: the session draws a seed (or takes JAX_MLA_META_SEED),
+  each test's `rng` is seeded from it and the test's id, and a failing test's report says how to rerun it.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
+import zlib
 
 import jax
 import numpy as np
@@ -15,7 +22,52 @@ import jax_mla_meta as mm
 from jax_mla_meta import reference
 
 REQUIRE_GPU = int(os.environ.get("JAX_MLA_META_REQUIRE_GPU", "0") or 0)
+SESSION_SEED = int(os.environ.get("JAX_MLA_META_SEED") or secrets.randbelow(2**31))
 INT32_MAX = 2**31 - 1
+
+
+def pytest_report_header(config):
+    return f"jax_mla_meta: random inputs seeded by JAX_MLA_META_SEED={SESSION_SEED}"
+
+
+def seed_of(nodeid: str) -> int:
+    """The seed of a test's generator: the session seed and the test's id."""
+    return (SESSION_SEED * 1_000_003 + zlib.crc32(nodeid.encode())) % 2**63
+
+
+class SeededRng:
+    """A numpy Generator that knows its seed (``rng.seed``); every Generator method is available."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._gen = np.random.default_rng(seed)
+
+    def __getattr__(self, name):
+        return getattr(self._gen, name)
+
+    def __repr__(self) -> str:
+        return f"SeededRng(seed={self.seed})"
+
+
+@pytest.fixture
+def rng(request) -> SeededRng:
+    return SeededRng(seed_of(request.node.nodeid))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and "rng" in getattr(item, "fixturenames", ()):
+        rep.sections.append(("random inputs", f"rng seed {seed_of(item.nodeid)}; rerun with "
+                             f"JAX_MLA_META_SEED={SESSION_SEED} pytest '{item.nodeid}'"))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(isinstance(v, str) and v.startswith("gpu") for v in params.values()) or "gpus" in item.fixturenames:
+            item.add_marker(pytest.mark.gpu)
 
 
 def gpu_devices() -> list:
@@ -33,6 +85,12 @@ def need_gpus(count: int = 1) -> list:
             pytest.fail(msg + " (JAX_MLA_META_REQUIRE_GPU is set)")
         pytest.skip(msg)
     return devs
+
+
+@pytest.fixture
+def gpus() -> list:
+    """The CUDA devices (skip, or fail under JAX_MLA_META_REQUIRE_GPU, without one)."""
+    return need_gpus(1)
 
 
 BACKENDS = ["cpu", "gpu-auto", "gpu-smem", "gpu-low_smem"]
@@ -55,11 +113,15 @@ class Backend:
         return mm.plan(B, P, kernel="smem", device=self.device, block_size_n=bs,
                        fixed_overhead_num_blocks=F).kernel == "smem"
 
-    def run(self, seqlens, P, *, topk=None, num_valid=None, bs=64, F=5):
-        x = jax.device_put(np.asarray(seqlens, dtype=np.int32), self.device)
-        nv = None if num_valid is None else jax.device_put(np.asarray(num_valid, np.int32), self.device)
-        meta, splits = mm.schedule(x, num_sm_parts=P, topk=topk, kernel=self.kernel, num_valid=nv,
-                                   block_size_n=bs, fixed_overhead_num_blocks=F, device=self.device)
+    def put(self, x):
+        return None if x is None else jax.device_put(np.asarray(x, dtype=np.int32), self.device)
+
+    def run(self, seqlens, P, *, topk=None, num_valid=None, bs=64, F=5, layout="2025", topk_length=None,
+            extra_topk=None, extra_topk_length=None):
+        meta, splits = mm.schedule(self.put(seqlens), num_sm_parts=P, topk=topk, kernel=self.kernel,
+                                   num_valid=self.put(num_valid), block_size_n=bs, fixed_overhead_num_blocks=F,
+                                   device=self.device, layout=layout, topk_length=self.put(topk_length),
+                                   extra_topk=extra_topk, extra_topk_length=self.put(extra_topk_length))
         return np.asarray(meta), np.asarray(splits)
 
 
@@ -80,23 +142,5 @@ def assert_same(got, want, what=""):
         raise AssertionError(f"{what}: num_splits differs at {bad.tolist()}: got {gs[bad]}, want {ws[bad]}")
 
 
-def ref(seqlens, P, topk=None, num_valid=None, bs=64, F=5):
-    return reference.schedule(seqlens, P, bs, F, topk=topk, num_valid=num_valid)
-
-
-def random_lengths(rng, B):
-    """B lengths of one of six kinds: long, short or negative, lognormal, with zeros, block boundaries, near INT32_MAX."""
-    kind = rng.integers(0, 6)
-    if kind == 0:
-        return rng.integers(0, 200_000, B)
-    if kind == 1:
-        return rng.integers(-3, 300, B)
-    if kind == 2:
-        return np.minimum(rng.lognormal(8.3, 1.2, B), 131072).astype(np.int64)
-    if kind == 3:
-        x = rng.integers(1, 9000, B)
-        x[rng.random(B) < 0.3] = 0
-        return x
-    if kind == 4:
-        return rng.choice([0, 1, 63, 64, 65, 128, 129], B)
-    return rng.integers(INT32_MAX - 1000, INT32_MAX, B, endpoint=True)
+def ref(seqlens, P, topk=None, num_valid=None, bs=64, F=5, **kw):
+    return reference.schedule(seqlens, P, bs, F, topk=topk, num_valid=num_valid, **kw)

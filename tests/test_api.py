@@ -1,4 +1,5 @@
-"""Argument checking, num_sm_parts (SPEC.md section 4), plan(), get_mla_metadata."""
+"""The public API's contract: argument checking, FlashMLA's host rules (P and F), plan() as the handler's own
+launch decision, get_mla_metadata. CPU only (plan() is checked against stand-in CUDA devices)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 import jax_mla_meta as mm
 from conftest import assert_same, ref
+from jax_mla_meta import _ffi
 
 
 def s32(*v):
@@ -18,7 +20,7 @@ def s32(*v):
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        (dict(seqlens=jnp.ones(4, jnp.int64) if jax.config.jax_enable_x64 else np.ones(4, np.int64)), TypeError, "int32.*astype"),
+        (dict(seqlens=np.ones(4, np.int64)), TypeError, "int32.*astype"),
         (dict(seqlens=np.ones(4, np.float32)), TypeError, "dtype int32"),
         (dict(seqlens=[1, 2, 3]), TypeError, "jnp.asarray"),
         (dict(seqlens=np.int32(5)), ValueError, "rank"),
@@ -28,6 +30,19 @@ def s32(*v):
         (dict(fixed_overhead_num_blocks=-1), ValueError, "fixed_overhead_num_blocks"),
         (dict(topk=-3), ValueError, "topk"),
         (dict(kernel="fast"), ValueError, "kernel must be one of"),
+        (dict(layout="2024"), ValueError, "layout must be '2025'.*'2026'"),
+        (dict(layout=2026), ValueError, "layout must be"),
+        (dict(topk_length=s32(1, 2, 3)), ValueError, "pass topk as well"),
+        (dict(topk=64, extra_topk=-1), ValueError, "-1 for 'no extra cache'.*None"),
+        (dict(topk=64, extra_topk=2.0), TypeError, "extra_topk must be an int"),
+        (dict(topk=64, topk_length=s32(1, 2)), ValueError, r"topk_length must have the shape of seqlens \(3,\)"),
+        (dict(topk=64, topk_length=np.ones(3, np.int64)), TypeError, "topk_length must have dtype int32"),
+        (dict(topk=64, extra_topk_length=np.ones(3, np.float32)), TypeError, "extra_topk_length must have dtype"),
+        (dict(topk=2**31 - 1, extra_topk=1), ValueError, "must stay below 2\\*\\*31"),
+        (dict(num_valid=np.ones(3, np.int32)), ValueError, "num_valid must be a scalar or have the leading shape"),
+        (dict(num_valid=np.int64(2)), TypeError, "num_valid must be int32"),
+        (dict(device=123), TypeError, "device must be None"),
+        (dict(device="tpu"), ValueError, "device='tpu'"),
     ],
 )
 def test_schedule_argument_errors(kwargs, exc, match):
@@ -38,98 +53,187 @@ def test_schedule_argument_errors(kwargs, exc, match):
         mm.schedule(seqlens, **args)
 
 
-def test_int64_lengths_message():
-    with pytest.raises(TypeError, match=r"astype\(jnp.int32\)"):
-        mm.schedule(np.arange(5, dtype=np.int64), num_sm_parts=2)
+def test_traced_static_argument_says_how_to_mark_it_static():
+    with pytest.raises(TypeError, match=r"static_argnames=\('num_sm_parts',\)"):
+        jax.jit(mm.schedule)(s32(1, 2, 3), num_sm_parts=3)
+    with pytest.raises(TypeError, match="static_argnames"):
+        jax.jit(lambda x, t: mm.schedule(x, num_sm_parts=3, topk=t))(s32(1, 2, 3), 64)
 
 
-@pytest.mark.parametrize(
-    "args,want",
-    [
-        # (q, h_k, h_q, fp8, topk, sm, cc) -> P ; the typical results of SPEC.md section 4
-        ((16, 1, 16, False, None, 132, "9.0"), 132),          # dense decode, 16 heads per rank, H100
-        ((128, 1, 128, False, None, 132, "9.0"), 66),         # dense, 128 heads
-        ((128, 1, 128, True, 2048, 132, "9.0"), 66),          # DeepSeek V3.2 sparse fp8, H100
-        ((64, 1, 64, True, 2048, 148, "10.0"), 148),          # sparse fp8 on B200
-        ((128, 1, 128, True, 2048, 148, "10.0"), 74),         # B200 with 128 heads
-        ((1, 1, 1, False, None, 132, "9.0"), 132),
-        ((256, 2, 128, True, 2048, 132, "9.0"), 8),           # s_q = 4, h_k = 2: (66 // 2) // (1 * 4)
-    ],
-)
-def test_num_sm_parts_table(args, want):
-    q, hk, hq, fp8, topk, sm, cc = args
-    assert mm.num_sm_parts_for(q, hk, hq, fp8, topk, sm_count=sm, compute_capability=cc) == want
+def test_symbolic_batch_size_is_refused_with_a_message():
+    (b,) = jax.export.symbolic_shape("b")
+    with pytest.raises(ValueError, match="symbolic dimension.*export one artifact per shape"):
+        jax.export.export(jax.jit(lambda s: mm.schedule(s, num_sm_parts=4)))(jax.ShapeDtypeStruct((b,), jnp.int32))
+
+
+# (q, h_k, h_q, fp8, topk, layout, scheduler, d_qk, sm, cc) -> (P, F)
+HOST_RULES = [
+    # 2025, docs/spec.md section 4
+    ((16, 1, 16, False, None, "2025", "flashmla", None, 132, "9.0"), (132, 5)),   # dense decode, 16 heads, H100
+    ((128, 1, 128, False, None, "2025", "flashmla", None, 132, "9.0"), (66, 5)),  # dense, 128 heads
+    ((128, 1, 128, True, 2048, "2025", "flashmla", None, 132, "9.0"), (66, 5)),   # DeepSeek V3.2 sparse fp8, H100
+    ((64, 1, 64, True, 2048, "2025", "flashmla", None, 148, "10.0"), (148, 5)),   # sparse fp8 on B200
+    ((128, 1, 128, True, 2048, "2025", "flashmla", None, 148, "10.0"), (74, 5)),  # B200 with 128 heads
+    ((1, 1, 1, False, None, "2025", "flashmla", None, 132, "9.0"), (132, 5)),
+    ((256, 2, 128, True, 2048, "2025", "flashmla", None, 132, "9.0"), (8, 5)),    # s_q = 4, h_k = 2
+    # 2026, section 8
+    ((16, 1, 16, False, None, "2026", "flashmla", None, 132, "9.0"), (132, 5)),   # dense as 2025
+    ((128, 1, 128, False, 2048, "2026", "flashmla", None, 132, "9.0"), (66, 5)),  # sparse SM90, s_q 1, 128 heads
+    ((64, 1, 64, False, 2048, "2026", "flashmla", None, 132, "9.0"), (132, 5)),   # sparse SM90, 64 heads
+    ((256, 1, 128, False, 2048, "2026", "flashmla", None, 132, "9.0"), (33, 5)),  # s_q 2: 132 // 2 // 2
+    ((64, 1, 64, False, 2048, "2026", "flashmla", None, 148, "10.0"), (148, 5)),  # SM100, 64 heads
+    ((128, 1, 128, False, 2048, "2026", "flashmla", 576, 148, "10.0"), (148, 5)),  # SM100 V3.2
+    ((128, 1, 128, False, 2048, "2026", "flashmla", 512, 148, "10.0"), (74, 3)),   # SM100 V4 MODEL1: F = 3
+    ((256, 1, 128, False, 2048, "2026", "flashmla", 512, 148, "10.0"), (37, 3)),   # V4 with s_q 2
+    ((128, 1, 128, False, 2048, "2026", "sgl-kernel", None, 132, "9.0"), (66, 5)),  # shim SM90: 132 // 1 // 2
+    ((128, 1, 128, False, 2048, "2026", "sgl-kernel", None, 148, "10.0"), (148, 5)),  # shim SM100
+    ((256, 1, 128, False, 2048, "2026", "sgl-kernel", None, 148, "10.0"), (74, 5)),   # shim SM100, s_q 2
+    ((16, 1, 16, False, None, "2026", "sgl-kernel", None, 132, "9.0"), (132, 5)),     # shim dense = native
+]
+
+
+@pytest.mark.parametrize("args,want", HOST_RULES)
+def test_host_rules(args, want):
+    q, hk, hq, fp8, topk, layout, sched, dqk, sm, cc = args
+    rule = mm.host_rule(q, hk, hq, fp8, topk, layout=layout, scheduler=sched, head_dim_qk=dqk, sm_count=sm,
+                        compute_capability=cc)
+    assert (rule.num_sm_parts, rule.fixed_overhead_num_blocks, rule.block_size_n) == (*want, 64), rule
+    assert mm.num_sm_parts_for(q, hk, hq, fp8, topk, layout=layout, scheduler=sched, head_dim_qk=dqk, sm_count=sm,
+                               compute_capability=cc) == want[0]
 
 
 @pytest.mark.parametrize(
     "args,match",
     [
-        ((128, 1, 128, False, 2048, 132, "9.0"), "fp8"),        # sparse bf16
-        ((16, 1, 16, True, None, 132, "9.0"), "bf16"),          # dense fp8
-        ((16, 1, 16, False, None, 148, "10.0"), "SM90 only"),   # dense on SM100
-        ((128, 1, 128, True, 2048, 84, "8.0"), "SM90 and SM100"),
-        ((128, 3, 128, True, 2048, 132, "9.0"), "multiple"),     # h_q % h_k
-        ((128, 1, None, True, 2048, 132, "9.0"), "num_heads_q"),
-        ((16, 0, 16, False, None, 132, "9.0"), "num_heads_k"),
-        ((0, 1, 16, False, None, 132, "9.0"), "num_q_tokens_per_head_k"),
+        ((128, 1, 128, False, 2048, "2025", 132, "9.0"), "fp8"),        # 2025 sparse bf16
+        ((16, 1, 16, True, None, "2025", 132, "9.0"), "bf16"),          # dense fp8
+        ((16, 1, 16, False, None, "2026", 148, "10.0"), "SM90"),        # dense on SM100
+        ((128, 1, 128, True, 2048, "2025", 84, "8.0"), "SM90 and SM100"),
+        ((128, 3, 128, True, 2048, "2025", 132, "9.0"), "multiple"),     # h_q % h_k
+        ((128, 1, None, True, 2048, "2025", 132, "9.0"), "num_heads_q"),
+        ((16, 0, 16, False, None, "2025", 132, "9.0"), "num_heads_k"),
+        ((0, 1, 16, False, None, "2025", 132, "9.0"), "num_q_tokens_per_head_k"),
+        ((96, 1, 96, False, 2048, "2026", 132, "9.0"), "64 or 128 query heads"),
+        ((128, 1, 128, False, 2048, "2026", 148, "10.0"), "head_dim_qk=576.*512"),
     ],
 )
-def test_num_sm_parts_errors(args, match):
-    q, hk, hq, fp8, topk, sm, cc = args
+def test_host_rule_errors_say_how_to_pass_p_and_f(args, match):
+    q, hk, hq, fp8, topk, layout, sm, cc = args
     with pytest.raises(ValueError, match=match) as e:
-        mm.num_sm_parts_for(q, hk, hq, fp8, topk, sm_count=sm, compute_capability=cc)
-    if match in ("fp8", "bf16", "SM90 only", "SM90 and SM100"):
-        assert "num_sm_parts" in str(e.value)
+        mm.host_rule(q, hk, hq, fp8, topk, layout=layout, sm_count=sm, compute_capability=cc)
+    if "num_heads" not in match and "num_q_tokens" not in match:
+        assert "num_sm_parts=" in str(e.value) and "fixed_overhead_num_blocks=" in str(e.value)
 
 
-def test_get_mla_metadata_on_cpu_assumes_h100():
-    lens = np.random.default_rng().integers(1, 9000, 32).astype(np.int32)
+def test_host_rule_argument_types():
+    with pytest.raises(ValueError, match="scheduler must be one of"):
+        mm.host_rule(16, 1, scheduler="vllm")
+    with pytest.raises(TypeError, match="compute_capability must be a string"):
+        mm.host_rule(16, 1, compute_capability=9.0)
+    with pytest.raises(TypeError, match="is_fp8_kvcache must be True or False"):
+        mm.host_rule(16, 1, is_fp8_kvcache="yes")
+
+
+def test_get_mla_metadata_on_cpu_assumes_h100(rng):
+    lens = rng.integers(1, 9000, 32).astype(np.int32)
     cpu = jax.devices("cpu")[0]
-    got = mm.get_mla_metadata(jax.device_put(lens, cpu), 16, 1, device=cpu)
+    x = jax.device_put(lens, cpu)
+    got = mm.get_mla_metadata(x, 16, 1, device=cpu)
     assert got[0].shape == (132, 8)
-    assert_same(tuple(np.asarray(v) for v in got), ref(lens, 132))
-    got = mm.get_mla_metadata(jax.device_put(lens, cpu), 128, 1, 128, True, 2048, device=cpu)
-    assert_same(tuple(np.asarray(v) for v in got), ref(lens, 66, 2048))
-    got = mm.get_mla_metadata(jax.device_put(lens, cpu), 128, 1, 128, True, 2048, device=cpu, num_sm_parts=7)
+    assert_same(tuple(np.asarray(v) for v in got), ref(lens, 132), f"seed {rng.seed}")
+    got = mm.get_mla_metadata(x, 128, 1, 128, True, 2048, device=cpu)
+    assert_same(tuple(np.asarray(v) for v in got), ref(lens, 66, 2048), f"seed {rng.seed}")
+    got = mm.get_mla_metadata(x, 128, 1, 128, True, 2048, device=cpu, num_sm_parts=7)
     assert got[0].shape == (7, 8)
+    # 2026 on an SM90 host: P = 132 // 1 // 2; F = 5
+    tl = jax.device_put(rng.integers(0, 2049, 32).astype(np.int32), cpu)
+    got = mm.get_mla_metadata(x, 128, 1, 128, False, 2048, layout="2026", topk_length=tl, device=cpu)
+    want = mm.reference.schedule(lens, 66, topk=2048, layout="2026", topk_length=np.asarray(tl))
+    assert_same(tuple(np.asarray(v) for v in got), want, f"seed {rng.seed}")
 
 
-def test_plan_on_cpu():
-    p = mm.plan(16384, 66, device=jax.devices("cpu")[0])
-    # reported for an H100: 16384 rows take a cluster of 4 CTAs (about 4096 rows each)
-    assert p.kernel == "cpu" and p.smem_bytes == mm.smem_bytes(16384, 66, 4) < mm.smem_bytes(16384, 66)
-    # a CTA needs about 4.25 bytes per row of its slice, against the original's 20 bytes per row; a cluster of
-    # 16 CTAs takes 16 slices
-    assert mm.api.max_smem_rows(66, 232448) > 4 * 11622
+class FakeGpu:
+    """A stand-in CUDA device for plan(): the limits come from the monkeypatched _ffi queries."""
+
+    platform = "gpu"
+
+    def __str__(self):
+        return "fake H100"
+
+
+@pytest.fixture
+def h100(monkeypatch):
+    monkeypatch.setattr(_ffi, "optin_limit", lambda d: 232448)
+    monkeypatch.setattr(_ffi, "cluster_limit", lambda d: 16)
+    return FakeGpu()
+
+
+def test_plan_on_cpu_describes_an_h100():
+    p = mm.plan(16384, 66, topk=2048, device=jax.devices("cpu")[0])
+    assert p.kernel == "cpu" and p.assumed_h100 and "would run smem" in p.reason
+    assert (p.path, p.cluster_size, p.threads, p.launches) == ("general", 4, 512, 1)
+    assert p.smem_bytes == mm.smem_bytes(16384, 66, 4) < mm.smem_bytes(16384, 66)
+    # a CTA needs about 4.25 bytes per row of its slice, against the original's 20 bytes per row
+    assert mm.max_smem_rows(66, 232448) > 4 * 11622
     assert p.max_smem_rows > 16 * 50000
     assert mm.smem_bytes(p.max_smem_rows, 66, 16) <= 232448 < mm.smem_bytes(p.max_smem_rows + 1, 66, 16)
 
 
-def test_cluster_size_rule():
-    from jax_mla_meta import _ffi
-    assert [_ffi.cluster_for(B, 16) for B in (0, 1, 4096, 4097, 8192, 8193, 65536, 65537, 10**6)] == \
-        [1, 1, 1, 2, 2, 4, 16, 16, 16]
-    assert _ffi.cluster_for(10**6, 8) == 8 and _ffi.cluster_for(10**6, 1) == 1
-    # low_smem: at most 8 CTAs once a CTA would hold more than 8,192 rows (a wide batch)
-    assert [_ffi.low_smem_cluster(B, 16) for B in (4097, 65536, 131072, 131073, 10**6, 2**20)] == \
-        [2, 16, 16, 8, 8, 8]
-    assert _ffi.low_smem_cluster(10**6, 4) == 4 and _ffi.low_smem_cluster(10**6, 1) == 1
-    # the smem kernel takes a larger cluster when the slice does not fit, and 0 when nothing fits
-    assert _ffi.smem_cluster(4096, 132, 232448, 16) == 1
-    assert _ffi.smem_cluster(200000, 132, 232448, 16) == 16
-    assert _ffi.smem_cluster(200000, 132, 232448, 1) == 0
-    assert _ffi.smem_cluster(200000, 132, 232448, 4) == 4
+def test_plan_follows_the_launch_decision(h100):
+    """Cluster sizes, threads, paths and launches as the handler decides them (core/launch_plan.h)."""
+    def shape(B, P=132, **kw):
+        p = mm.plan(B, P, device=h100, **kw)
+        return p.kernel, p.path, p.cluster_size, p.threads, p.launches
+
+    assert shape(1) == ("smem", "warp", 1, 256, 1)
+    assert shape(512) == ("smem", "warp", 1, 256, 1)
+    assert shape(513) == ("smem", "row", 1, 256, 1)
+    assert shape(1792) == ("smem", "row", 1, 256, 1)
+    lo, hi = _ffi.MID_PATH_ROWS
+    assert shape(lo) == ("smem", "mid", 1, 512, 1) and shape(hi)[1] == "mid" and shape(hi + 1)[1] == "general"
+    assert shape(11622) == ("smem", "mid", 8, 512, 1)
+    assert shape(20000) == ("smem", "general", 8, 512, 1)
+    assert shape(65536) == ("smem", "general", 16, 512, 1)
+    assert shape(200000) == ("smem", "general", 16, 1024, 1)
+    assert shape(1 << 20, kernel="low_smem") == ("low_smem", "general", 8, 1024, 3)
+    assert shape(1 << 20, P=66, topk=2048, kernel="low_smem") == ("low_smem", "general", 8, 1024, 2)
+    assert shape(1 << 20, P=66, topk=2048, per_row=True, kernel="low_smem")[4] == 3
+    # rows of one length never take the warp, row or mid paths; per-row sparse lengths do
+    assert shape(100, P=66, topk=2048)[1] == "general" and shape(100, P=66, topk=2048, per_row=True)[1] == "warp"
+    assert shape(11622, P=66, topk=2048)[1] == "general" and shape(11622, P=66, topk=2048, per_row=True)[1] == "mid"
+    # the mid path needs P <= 256 and a power-of-two block size of at least 64
+    for B, P, bs in [(4096, 257, 64), (4096, 132, 96), (4096, 132, 16)]:
+        assert mm.plan(B, P, device=h100, block_size_n=bs).path != "mid", (B, P, bs)
+    assert mm.plan(4096, 132, device=h100, block_size_n=128).path == "mid"
+
+
+def test_forced_smem_refusal_follows_plan(monkeypatch):
+    monkeypatch.setattr(_ffi, "optin_limit", lambda d: 232448)
+    monkeypatch.setattr(_ffi, "cluster_limit", lambda d: 2)   # a small cluster keeps the edge B small
+    dev = FakeGpu()
+    edge = mm.plan(0, 132, device=dev).max_smem_rows
+    assert mm.plan(edge, 132, kernel="smem", device=dev).kernel == "smem"
+    assert mm.plan(edge + 1, 132, kernel="smem", device=dev).kernel == "error"
+    assert mm.plan(edge + 1, 132, device=dev).kernel == "low_smem"
+    x = np.zeros(edge + 1, np.int32)
+    with pytest.raises(ValueError, match=r"kernel='smem' cannot run on fake H100: the smem kernel needs \d+ bytes"):
+        mm.schedule(x, num_sm_parts=132, kernel="smem", device=dev)
+    with pytest.raises(ValueError, match="block_size_n=16"):
+        mm.schedule(x[:10], num_sm_parts=132, kernel="smem", device=dev, block_size_n=16)
 
 
 def test_shapes_under_jit_and_eval_shape():
     out = jax.eval_shape(lambda s: mm.schedule(s, num_sm_parts=7), jax.ShapeDtypeStruct((3, 100), jnp.int32))
     assert out[0].shape == (3, 7, 8) and out[1].shape == (3, 101)
     assert out[0].dtype == jnp.int32 and out[1].dtype == jnp.int32
+    out = jax.eval_shape(lambda s, t: mm.schedule(s, num_sm_parts=7, topk=64, topk_length=t, layout="2026"),
+                         jax.ShapeDtypeStruct((3, 100), jnp.int32), jax.ShapeDtypeStruct((3, 100), jnp.int32))
+    assert out[0].shape == (3, 7, 8)
 
 
 def test_jaxpr_shows_named_primitive():
-    jaxpr = jax.make_jaxpr(lambda s: mm.schedule(s, num_sm_parts=3))(s32(1, 2))
-    assert "jax_mla_meta_schedule" in str(jaxpr)
+    jaxpr = jax.make_jaxpr(lambda s: mm.schedule(s, num_sm_parts=3, layout="2026"))(s32(1, 2))
+    assert "jax_mla_meta_schedule" in str(jaxpr) and "layout=1" in str(jaxpr)
 
 
 def test_invalid_call_leaves_later_calls_working():
@@ -141,6 +245,7 @@ def test_invalid_call_leaves_later_calls_working():
 
 def test_missing_cuda_module_gives_a_clear_error(tmp_path):
     """A build without the CUDA module (simulated) refuses to lower for a GPU with an actionable message."""
+    import os
     import subprocess
     import sys
 
@@ -152,70 +257,8 @@ def test_missing_cuda_module_gives_a_clear_error(tmp_path):
         "except RuntimeError as e:\n"
         "    print('ERR', e)\n"
     )
-    env = {**__import__("os").environ, "JAX_MLA_META_DISABLE_CUDA": "1", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_MLA_META_DISABLE_CUDA": "1", "JAX_PLATFORMS": "cpu"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                        timeout=120)
     assert "ERR" in r.stdout, r.stdout + r.stderr
     assert "built without its CUDA module" in r.stdout and "jax.devices('cpu')" in r.stdout
-
-
-def test_forced_smem_refusal_follows_plan(monkeypatch):
-    """The forced-"smem" check is plan()'s decision; exercised here with a stand-in CUDA device."""
-    from jax_mla_meta import _ffi
-
-    class FakeGpu:
-        platform = "gpu"
-
-        def __str__(self):
-            return "fake H100"
-
-    monkeypatch.setattr(_ffi, "optin_limit", lambda d: 232448)
-    monkeypatch.setattr(_ffi, "cluster_limit", lambda d: 2)   # a small cluster keeps the edge B small
-    dev = FakeGpu()
-    edge = mm.plan(0, 132, device=dev).max_smem_rows
-    assert mm.plan(edge, 132, kernel="smem", device=dev).kernel == "smem"
-    assert mm.plan(edge + 1, 132, kernel="smem", device=dev).kernel == "error"
-    assert mm.plan(edge + 1, 132, device=dev).kernel == "low_smem"
-    x = np.zeros(edge + 1, np.int32)
-    with pytest.raises(ValueError, match=r"kernel='smem' cannot run on fake H100: it needs \d+ bytes"):
-        mm.schedule(x, num_sm_parts=132, kernel="smem", device=dev)
-    with pytest.raises(ValueError, match="block_size_n=16"):
-        mm.schedule(x[:10], num_sm_parts=132, kernel="smem", device=dev, block_size_n=16)
-
-
-def test_plan_reports_the_mid_path(monkeypatch):
-    """Dense batches of 1,793-12,288 rows (num_sm_parts <= 256, block_size_n a power of two >= 64) run the
-    kernels' mid path on clusters of up to 2,048 rows a CTA: plan() says so, in dense mode only, with that
-    cluster's size and the smem kernel's need on it."""
-    from jax_mla_meta import _ffi
-
-    class FakeGpu:
-        platform = "gpu"
-
-        def __str__(self):
-            return "fake H100"
-
-    monkeypatch.setattr(_ffi, "optin_limit", lambda d: 232448)
-    monkeypatch.setattr(_ffi, "cluster_limit", lambda d: 16)
-    dev = FakeGpu()
-    for B, K in ((1793, 1), (2048, 1), (2049, 2), (4096, 2), (4097, 4), (8192, 4), (8193, 8), (11622, 8),
-                 (11623, 8), (12288, 8)):
-        assert _ffi.midpath_cluster(B, 16) == K and _ffi.midpath_cluster(B, 2) == min(K, 2), B
-        assert _ffi.midpath_rows_per_thread(B, K) == 4, B   # rows a thread on an H100's clusters
-        for kernel in ("auto", "smem", "low_smem"):
-            p = mm.plan(B, 132, kernel=kernel, device=dev)
-            assert p.cluster_size == K and f"mid path, on {K} CTA" in p.reason, (B, kernel, p)
-            if p.kernel == "smem":
-                assert p.smem_bytes == mm.smem_bytes(B, 132, K) <= 232448
-            sparse = mm.plan(B, 66, kernel=kernel, device=dev, topk=2048)
-            assert sparse.cluster_size == _ffi.cluster_for(B, 16) and "mid path" not in sparse.reason
-    for B, P, bs in [(1792, 132, 64), (12289, 132, 64), (4096, 257, 64), (4096, 132, 96), (4096, 132, 16)]:
-        p = mm.plan(B, P, device=dev, block_size_n=bs)
-        assert "mid path" not in p.reason, (B, P, bs)
-    assert mm.plan(4096, 132, device=dev, block_size_n=128).cluster_size == 2
-    with pytest.raises(ValueError, match="topk"):
-        mm.plan(4096, 132, device=dev, topk=-1)
-    # on smaller clusters: the fewest of 4, 8, 16, 24 rows a thread that hold a CTA's slice on 512 threads
-    for B, K, R in ((1793, 1, 4), (2049, 1, 8), (4096, 1, 8), (4097, 1, 16), (8193, 1, 24), (12288, 1, 24),
-                    (12288, 2, 16), (8192, 2, 8), (4096, 2, 4)):
-        assert _ffi.midpath_rows_per_thread(B, K) == R, (B, K)

@@ -1,5 +1,6 @@
-"""The consumer-side checker (`reference.check_schedule`): it accepts every reference schedule and catches each
-kind of corrupted metadata with a message that names the field at fault. Pure NumPy, no JAX calls."""
+"""The consumer-side checker (`reference.check_schedule`): it accepts every reference schedule in both layouts and
+catches each kind of corrupted metadata with a message that names the field at fault, and every single-field
+corruption of any part (the fuzz test). Pure NumPy, no JAX calls."""
 
 from __future__ import annotations
 
@@ -8,39 +9,20 @@ import time
 import numpy as np
 import pytest
 
-from jax_mla_meta import reference
+from jax_mla_meta import reference, to_2026
+from jax_mla_meta.layouts import COLUMNS
 from jax_mla_meta.reference import ScheduleError, check_schedule
+from lengths import FAMILIES, lengths, topk_lengths
 
 INT32_MAX = 2**31 - 1
 BS, F = 64, 5
 
 
-def _lengths(rng: np.random.Generator, B: int, kind: int) -> np.ndarray:
-    if kind == 0:
-        x = rng.integers(0, 200_000, B)
-    elif kind == 1:
-        x = rng.integers(-3, 300, B)
-    elif kind == 2:
-        x = np.minimum(rng.lognormal(8.3, 1.2, B), 131072).astype(np.int64)
-    elif kind == 3:
-        x = rng.integers(1, 9000, B)
-        x[rng.random(B) < 0.3] = 0
-    elif kind == 4:
-        x = rng.choice([0, 1, 63, 64, 65, 128, 129], B)
-    elif kind == 5:
-        x = rng.integers(INT32_MAX - 1000, INT32_MAX, B, endpoint=True)
-    elif kind == 6:
-        x = np.zeros(B)
-    else:  # heavy skew: one huge row among tiny ones
-        x = np.ones(B)
-        if B:
-            x[rng.integers(0, B)] = 131072
-    return np.asarray(x, dtype=np.int64).astype(np.int32)
-
-
-def _accept(lens, P, topk=None, num_valid=None, bs=BS, f=F):
-    meta, splits = reference.schedule(lens, P, bs, f, topk=topk, num_valid=num_valid)
-    check_schedule(meta, splits, lens, block_size_n=bs, fixed_overhead_num_blocks=f, topk=topk, num_valid=num_valid)
+def _accept(lens, P, topk=None, num_valid=None, bs=BS, f=F, **rows):
+    for layout in ("2025", "2026"):
+        meta, splits = reference.schedule(lens, P, bs, f, topk=topk, num_valid=num_valid, layout=layout, **rows)
+        check_schedule(meta, splits, lens, block_size_n=bs, fixed_overhead_num_blocks=f, topk=topk,
+                       num_valid=num_valid, layout=layout, **rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -54,7 +36,7 @@ def test_accepts_random_reference_schedules(seed, mode):
     for _ in range(150):
         B = int(rng.choice([0, 1, 2, 5, 17, 64, 131, 132, 133, 300, 1000]))
         P = int(rng.choice([1, 2, 7, 66, 132, 500, 4096]))
-        lens = _lengths(rng, B, int(rng.integers(0, 8)))
+        lens = lengths(rng, B)
         topk = None if mode == "dense" else int(rng.choice([0, 1, 63, 64, 65, 2048, INT32_MAX]))
         nv = None if rng.random() < 0.5 else int(rng.integers(-2, B + 3))
         _accept(lens, P, topk, nv)
@@ -65,7 +47,7 @@ def test_accepts_other_block_sizes_and_overheads(bs, f):
     rng = np.random.default_rng(bs * 100 + f)
     for _ in range(60):
         B = int(rng.integers(0, 400))
-        _accept(_lengths(rng, B, int(rng.integers(0, 8))), int(rng.integers(1, 300)), bs=bs, f=f)
+        _accept(lengths(rng, B), int(rng.integers(1, 300)), bs=bs, f=f)
 
 
 EDGE = {
@@ -395,3 +377,128 @@ def test_catches_corruption_in_a_large_batch_quickly():
 
 def test_schedule_error_is_an_assertion_error():
     assert issubclass(ScheduleError, AssertionError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sparse rows with per-row lengths, and the 2026 layout.
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_accepts_per_row_sparse_lengths(seed):
+    rng = np.random.default_rng(1000 + seed)
+    for _ in range(80):
+        B = int(rng.choice([0, 1, 2, 17, 131, 300]))
+        P = int(rng.choice([1, 2, 7, 66, 132, 500]))
+        topk = int(rng.choice([1, 64, 2048]))
+        rows = dict(topk_length=topk_lengths(rng, B, topk))
+        if rng.random() < 0.5:
+            rows["extra_topk"] = int(rng.choice([0, 64, 700]))
+        if rng.random() < 0.3:
+            rows["extra_topk_length"] = rng.integers(-70, 5000, B).astype(np.int32)
+        nv = None if rng.random() < 0.5 else int(rng.integers(-2, B + 3))
+        _accept(np.zeros(B, np.int32), P, topk, nv, **rows)
+
+
+def _base_2026():
+    lens, meta, splits = _base()
+    return lens, to_2026(meta, splits, len(lens)), splits
+
+
+def test_b0_2026_shape():
+    meta, splits = reference.schedule(np.zeros(0, np.int32), 4, layout="2026")
+    assert (meta == np.array([0, -1, 0, 0, 0, 0, 0, 0])).all() and splits.tolist() == [0]
+    check_schedule(meta, splits, np.zeros(0, np.int32), layout="2026")
+
+
+def test_2026_catches_a_flipped_flag():
+    lens, meta, splits = _base_2026()
+    check_schedule(meta, splits, lens, layout="2026")
+    busy = [p for p in range(meta.shape[0]) if meta[p, 0] < len(lens)]
+    for p in busy:
+        for col, name in ((5, "is_first_req_splitted"), (6, "is_last_req_splitted")):
+            bad = meta.copy()
+            bad[p, col] ^= 1
+            _expect(bad, splits, lens, name, f"part {p} ", layout="2026")
+
+
+def test_2026_pins_the_parts_with_no_work():
+    lens, meta, splits = _base_2026()
+    B = len(lens)
+    k = int((meta[:, 0] < B).sum())
+    for col, value, word in ((0, B + 1, "begin_req"), (0, -1, "begin_req"), (1, B - 2, "end_req"),
+                             (2, 1, "begin_block"), (3, 0, "end_block"), (4, 1, "begin_split"), (5, 1, "first_split"),
+                             (6, 1, "last_split"), (7, 3, "column 7")):
+        bad = meta.copy()
+        bad[k, col] = value
+        _expect(bad, splits, lens, word, layout="2026")
+
+
+def test_2025_layout_read_as_2026_is_rejected():
+    lens, meta, splits = _base()
+    with pytest.raises(ScheduleError):
+        check_schedule(meta, splits, lens, layout="2026")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fuzz: every single-field corruption of every kind of part is caught.
+
+
+def _part_kinds(meta, splits, B, layout):
+    """Representative parts: the first, one that continues a cut row, one that cuts a row, one that ends on a row
+    boundary, the one holding the end of the tape, and a part with no work."""
+    c = COLUMNS[layout]
+    busy = [p for p in range(meta.shape[0]) if 0 <= meta[p, c["begin_req"]] < B]
+    idle = [p for p in range(meta.shape[0]) if p not in busy]
+    kinds = {"first": busy[0], "tape end": busy[-1]}
+    cont = [p for p in busy if meta[p, c["begin_block"]] > 0]
+    if cont:
+        kinds["continuation"] = cont[0]
+        kinds["cutting"] = cont[0] - 1
+    bound = [p for p in busy[:-1] if meta[p + 1, c["begin_block"]] == 0]
+    if bound:
+        kinds["row boundary"] = bound[0]
+    if idle:
+        kinds["no work"] = idle[0]
+        kinds["last, no work"] = idle[-1]
+    return kinds
+
+
+@pytest.mark.parametrize("layout", ["2025", "2026"])
+@pytest.mark.parametrize("mode", ["dense", "sparse rows"])
+def test_fuzz_every_single_field_corruption_is_caught(layout, mode):
+    rng = np.random.default_rng(4242 if layout == "2025" else 4343)
+    tried = caught = 0
+    missed = []
+    for trial in range(12):
+        B = int(rng.choice([3, 40, 150]))
+        P = int(rng.choice([5, 20, 150, 300]))
+        lens = lengths(rng, B, str(rng.choice(["small", "lognormal", "boundaries", "sparse_zeros"])))
+        kw = dict(topk=2048, topk_length=topk_lengths(rng, B, 2048)) if mode == "sparse rows" else {}
+        nv = None if trial % 3 else int(rng.integers(1, B + 1))
+        meta, splits = reference.schedule(lens, P, num_valid=nv, layout=layout, **kw)
+        check_schedule(meta, splits, lens, num_valid=nv, layout=layout, **kw)
+        for kind, p in _part_kinds(meta, splits, B, layout).items():
+            for col in range(8):
+                for delta in (-2, -1, 1, 2, int(rng.integers(3, 2**20)), -(2**31) - int(meta[p, col])):
+                    bad = meta.astype(np.int64)
+                    bad[p, col] += delta
+                    tried += 1
+                    try:
+                        check_schedule(bad, splits, lens, num_valid=nv, layout=layout, **kw)
+                    except ScheduleError:
+                        caught += 1
+                    else:
+                        missed.append((trial, kind, p, col, delta))
+        for i in range(0, B + 1, max(1, B // 7)):   # num_splits too
+            for delta in (-1, 1):
+                bad = splits.astype(np.int64)
+                bad[i] += delta
+                tried += 1
+                try:
+                    check_schedule(meta, bad, lens, num_valid=nv, layout=layout, **kw)
+                except ScheduleError:
+                    caught += 1
+                else:
+                    missed.append((trial, "num_splits", i, None, delta))
+    assert not missed, f"{len(missed)} of {tried} corruptions passed the checker: {missed[:10]}"
+    assert tried > 1000

@@ -1,4 +1,5 @@
-"""CUDA-only checks: kernel selection at the threshold, both kernels against each other, large B."""
+"""CUDA-only checks: kernel selection at the threshold, every SPEC workload on every kernel in both layouts (also
+with per-row sparse lengths), large B, many parts, wide batches."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import numpy as np
 import pytest
 
 import jax_mla_meta as mm
-from conftest import assert_same, need_gpus, random_lengths, ref
+from conftest import assert_same, need_gpus, ref
 from jax_mla_meta import workloads
+from lengths import lengths, topk_lengths
 
 
-def run(dev, lens, P, topk=None, kernel="auto"):
+def run(dev, lens, P, topk=None, kernel="auto", layout="2025", topk_length=None):
     x = jax.device_put(np.asarray(lens, np.int32), dev)
-    meta, splits = jax.jit(lambda s: mm.schedule(s, num_sm_parts=P, topk=topk, kernel=kernel))(x)
+    t = None if topk_length is None else jax.device_put(np.asarray(topk_length, np.int32), dev)
+    meta, splits = jax.jit(lambda s, t: mm.schedule(s, num_sm_parts=P, topk=topk, kernel=kernel, layout=layout,
+                                                    topk_length=t))(x, t)
     return np.asarray(meta), np.asarray(splits)
 
 
@@ -44,34 +48,43 @@ def test_auto_on_both_sides_of_the_threshold(mode):
 
 
 @pytest.mark.parametrize("w", workloads.spec_workloads(), ids=lambda w: w.label.replace(" ", "_"))
-def test_spec_workloads_every_kernel(w):
-    """Every workload of SPEC.md section 6: each kernel that can run, bit-identical to the reference."""
+def test_spec_workloads_every_kernel(w, rng):
+    """Every workload of docs/spec.md section 6: each kernel that can run, bit-identical to the reference in both
+    layouts; sparse workloads also with per-row lengths (topk_length uniform in [0, topk])."""
     dev = need_gpus(1)[0]
     lens = w.seqlens(seed=1)
-    want = ref(lens, w.num_sm_parts, w.topk)
-    for kernel in ("auto", "smem", "low_smem"):
-        p = mm.plan(w.B, w.num_sm_parts, kernel=kernel, device=dev)
-        if p.kernel == "error":
-            continue
-        assert_same(run(dev, lens, w.num_sm_parts, w.topk, kernel), want, f"{w.label} {kernel}")
+    cases = [(layout, None) for layout in ("2025", "2026")]
+    if w.topk is not None:
+        cases.append(("2026", topk_lengths(rng, w.B, w.topk, "uniform")))
+    for layout, tl in cases:
+        want = ref(lens, w.num_sm_parts, w.topk, layout=layout, topk_length=tl)
+        for kernel in ("auto", "smem", "low_smem"):
+            p = mm.plan(w.B, w.num_sm_parts, kernel=kernel, device=dev, topk=w.topk, per_row=tl is not None)
+            if p.kernel == "error":
+                continue
+            assert_same(run(dev, lens, w.num_sm_parts, w.topk, kernel, layout, tl), want,
+                        f"{w.label} {kernel} {layout} per_row={tl is not None} seed {rng.seed}")
 
 
-def test_fallback_million_rows_random():
+def test_fallback_million_rows_random(rng):
     dev = need_gpus(1)[0]
-    rng = np.random.default_rng()
     lens = rng.integers(-10, 300_000, 1 << 20).astype(np.int32)
-    for P, topk in ((132, None), (4096, None), (66, 2048)):
-        assert_same(run(dev, lens, P, topk, "low_smem"), ref(lens, P, topk), f"1M P={P} topk={topk}")
+    for P, topk, layout in ((132, None, "2025"), (4096, None, "2026"), (66, 2048, "2025")):
+        assert_same(run(dev, lens, P, topk, "low_smem", layout), ref(lens, P, topk, layout=layout),
+                    f"1M P={P} topk={topk} {layout} seed {rng.seed}")
+    tl = topk_lengths(rng, 1 << 20, 2048)
+    assert_same(run(dev, lens, 66, 2048, "low_smem", "2026", tl), ref(lens, 66, 2048, layout="2026", topk_length=tl),
+                f"1M per-row sparse seed {rng.seed}")
 
 
-def test_many_parts():
+def test_many_parts(rng):
     dev = need_gpus(1)[0]
-    rng = np.random.default_rng()
     for B, P in ((3000, 4096), (100_000, 4096), (50, 20_000)):
         lens = rng.integers(0, 5000, B).astype(np.int32)
-        want = ref(lens, P)
-        for kernel in ("auto", "low_smem"):
-            assert_same(run(dev, lens, P, None, kernel), want, f"B={B} P={P} {kernel}")
+        for layout in ("2025", "2026"):
+            want = ref(lens, P, layout=layout)
+            for kernel in ("auto", "low_smem"):
+                assert_same(run(dev, lens, P, None, kernel, layout), want, f"B={B} P={P} {kernel} {layout} seed {rng.seed}")
 
 
 def test_small_block_size_goes_to_low_smem():
@@ -88,23 +101,28 @@ def test_small_block_size_goes_to_low_smem():
         mm.schedule(x, num_sm_parts=8, block_size_n=16, kernel="smem")
 
 
-def test_wide_batches_vmapped():
+def test_wide_batches_vmapped(rng):
     """low_smem batches of more than 8,192 rows per CTA run as three launches (chunk sums, the cluster,
     num_splits): vmapped batches with num_valid from 0 to B, dense (P = 132 and 3,000) and sparse."""
     dev = need_gpus(1)[0]
-    rng = np.random.default_rng()
     B, G = 140_001, 4
     wide = mm.plan(B, 132, kernel="low_smem", device=dev)
-    assert wide.cluster_size * 8192 < B and "num_splits launch" in wide.reason   # several chunks per CTA
-    assert "num_splits launch" not in mm.plan(wide.cluster_size * 8192, 132, kernel="low_smem", device=dev).reason
-    lens = np.stack([random_lengths(rng, B) for _ in range(G)]).astype(np.int32)
+    assert wide.cluster_size * 8192 < B and wide.launches == 3   # several chunks per CTA
+    assert mm.plan(wide.cluster_size * 8192, 132, kernel="low_smem", device=dev).launches == 1
+    lens = np.stack([lengths(rng, B) for _ in range(G)]).astype(np.int32)
+    tl = np.stack([topk_lengths(rng, B, 2048) for _ in range(G)])
     nv = np.array([B, 0, int(rng.integers(1, 9000)), int(rng.integers(0, B + 1))], np.int32)
-    x, n = jax.device_put(lens, dev), jax.device_put(nv, dev)
-    for P, topk in ((132, None), (3000, None), (66, 2048)):
-        f = jax.jit(jax.vmap(lambda s, v: mm.schedule(s, num_sm_parts=P, topk=topk, kernel="low_smem", num_valid=v)))
-        meta, splits = (np.asarray(a) for a in f(x, n))
+    x, n, t = jax.device_put(lens, dev), jax.device_put(nv, dev), jax.device_put(tl, dev)
+    for P, topk, layout, per_row in ((132, None, "2025", False), (3000, None, "2026", False),
+                                     (66, 2048, "2025", False), (66, 2048, "2026", True)):
+        f = jax.jit(jax.vmap(lambda s, v, t: mm.schedule(s, num_sm_parts=P, topk=topk, kernel="low_smem",
+                                                         num_valid=v, layout=layout,
+                                                         topk_length=t if per_row else None)))
+        meta, splits = (np.asarray(a) for a in f(x, n, t))
         for g in range(G):
-            assert_same((meta[g], splits[g]), ref(lens[g], P, topk, nv[g]), f"wide P={P} topk={topk} num_valid={nv[g]}")
+            want = ref(lens[g], P, topk, nv[g], layout=layout, topk_length=tl[g] if per_row else None)
+            assert_same((meta[g], splits[g]), want,
+                        f"wide P={P} topk={topk} {layout} per_row={per_row} num_valid={nv[g]} seed {rng.seed}")
 
 
 def test_wide_batch_of_more_than_32_chunks_per_cta():

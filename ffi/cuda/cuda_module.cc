@@ -1,8 +1,7 @@
-// cuda_module.cc: the nanobind module `_cuda`. It only hands the CUDA handler's capsule and a host-side
-// query to Python; the kernels and the handler live in cuda_kernels.cu (nanobind headers stay out of nvcc).
+// cuda_module.cc: the nanobind module `_cuda`. It hands the CUDA handler's capsule and two host-side queries to
+// Python; the kernels and the handler live in the .cu files beside it (nanobind headers stay out of nvcc).
 #include <nanobind/nanobind.h>
 
-#include "schedule_core.h"
 #include "xla/ffi/api/api.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -16,7 +15,7 @@ NB_MODULE(_cuda, m) {
   m.doc() = "jax_mla_meta CUDA FFI handler (smem and low_smem kernels)";
   m.def("registrations", [] {
     nb::dict d;
-    d["jax_mla_meta_cuda_v1"] = nb::capsule(reinterpret_cast<void*>(JaxMlaMetaCuda));
+    d["jax_mla_meta_cuda_v2"] = nb::capsule(reinterpret_cast<void*>(JaxMlaMetaCuda));
     return d;
   });
   m.def("optin_limit", &jax_mla_meta_optin_limit, nb::arg("device"),

@@ -1,4 +1,5 @@
-"""The arithmetic of the CUDA kernels' dense "row path" (ffi/cuda_kernels.cu, row_path), checked on the CPU.
+"""The arithmetic of the CUDA kernels' fast paths (ffi/cuda/row_path.cuh, warp_path.cuh, mid_path.cuh), checked
+on the CPU, in both layouts (the 2026 flags as each path derives them).
 
 The row path never walks the batch part by part. It derives everything from S_j mod Q:
   * the chain of restarts (rows on which a part ends inside the first F units): h_0 = 0 and
@@ -17,6 +18,10 @@ every row after the first restarts and row j begins part m_j = sum_{i<j} ceil(nb
 finds its row by a binary search over keys (the first part a row owns), which never decrease.
 The "mid path" (1,793-12,288 rows, mid_path_model) walks the candidates like the row path and steps each
 thread's rows past multiples of Q; every part is written by the row that holds its end.
+The 2026 flags: the row and warp paths read whether a row is split off num_splits (kept per row in shared
+memory); the mid path derives it from the tape (row j - 1 of a restart at row j is split iff part qa - 2, which
+ends Q before part qa - 1 at the same d, cut it; row j iff its blocks exceed Q; the last row iff part qt - 1 cut
+it).
 This module re-states those steps in Python, step for step, and compares the result with the reference on
 fresh random inputs. The GPU tests check the kernels themselves; this one keeps the identities they rely on
 under test on every machine.
@@ -29,8 +34,8 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import random_lengths
 from jax_mla_meta import _ffi, reference
+from lengths import lengths
 
 
 def tape(lens, P: int, bs: int, F: int, n: int):
@@ -43,17 +48,36 @@ def tape(lens, P: int, bs: int, F: int, n: int):
     return nblk, S, S[n], -(-S[n] // P)
 
 
-def store_part_rows(meta, q: int, end, nxt):
-    """Part q's rows of tile_scheduler_metadata, as the kernels' store_part_rows writes them: its end (row,
-    block) in row q, its successor's begin (row, block, split) in row q + 1, and part 0 also row 0's begin."""
-    meta[q, 2:4] = end
+def store_part_rows(meta, q: int, end, nxt, layout: str = "2025", B: int = 0, split_er=False, split_nr=False):
+    """Part q's rows of tile_scheduler_metadata, as the kernels' store_part_rows (cuda/meta_rows.cuh) writes
+    them: its end (row, block) in row q, its successor's begin (row, block, split) in row q + 1 (row -1: no
+    work left), and part 0 also row 0's begin. 2026: a cut (the successor begins in the end row) makes both
+    flags 1; otherwise split_er / split_nr say whether the end row / the successor's row is split."""
+    er, eb = end
+    nr, nb, ns = nxt
+    cut = nr == er
+    if layout == "2025":
+        meta[q, 2:4] = end
+        if q + 1 < len(meta):
+            meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
+        if q == 0:
+            meta[0, 0:2], meta[0, 4] = (0, 0), 0
+        return
+    meta[q, 1], meta[q, 3], meta[q, 6] = er, eb, int(cut or split_er)
     if q + 1 < len(meta):
-        meta[q + 1, 0], meta[q + 1, 1], meta[q + 1, 4] = nxt
+        idle = nr < 0
+        meta[q + 1, 0], meta[q + 1, 2], meta[q + 1, 4] = B if idle else nr, nb, ns
+        meta[q + 1, 5], meta[q + 1, 7] = int(not idle and (cut or split_nr)), 0
     if q == 0:
-        meta[0, 0:2], meta[0, 4] = (0, 0), 0
+        meta[0, 0], meta[0, 2], meta[0, 4], meta[0, 5], meta[0, 7] = 0, 0, 0, int(cut and er == 0), 0
 
 
-def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
+def split_of(splits):
+    """Whether row j (< n) is split, from num_splits (the row and warp paths keep it per row)."""
+    return lambda j: splits[j + 1] - splits[j] > 1
+
+
+def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int, layout: str = "2025"):
     """tile_scheduler_metadata and num_splits as the row path computes them (needs a tape total < 2^30)."""
     nblk, S, total, Q = tape(lens, P, bs, F, n)
     t = [s % Q for s in S[:n]]
@@ -109,18 +133,22 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
 
     meta = np.zeros((P, 8), np.int64)
     qt = len(hrow) - 1 + C   # parts that end inside the tape
+    split = split_of(splits)
     for q in range(P):
+        flags = (False, False)
         if q >= qt:   # the tape ends inside part q
             end, nxt = (n - 1, last_blk(n - 1)), (-1, 0, 0)
+            flags = (q == qt and split(n - 1), False)
         else:
             j = max(i for i in range(n) if key[i] <= q)
             qa = key[j] + hit[j]
             if hit[j] and q + 1 == qa:   # part q ends in the first F units of row j
                 end, nxt = (j - 1, last_blk(j - 1)), (j, 0, 0)
+                flags = (split(j - 1), split(j))
             else:   # part q cuts row j
                 eb = q * Q + rbase[j]
                 end, nxt = (j, eb), (j, eb, q - qa + 1)
-        store_part_rows(meta, q, end, nxt)
+        store_part_rows(meta, q, end, nxt, layout, B, *flags)
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
@@ -129,12 +157,13 @@ def test_row_path_many_restarts(seed, B, hi, P):
     """Batches whose chain of restarts outgrows the candidate bound, so the walk goes on over every row; the
     same inputs are in test_parity.EDGE_CASES for the kernels."""
     lens = np.random.default_rng(seed).integers(0, hi, B).astype(np.int32)
-    got = row_path_model(lens, P, 64, 5, B, B)
-    want = reference.schedule(lens, P, 64, 5)
-    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    for layout in ("2025", "2026"):
+        got = row_path_model(lens, P, 64, 5, B, B, layout)
+        want = reference.schedule(lens, P, 64, 5, layout=layout)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
-def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
+def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int, layout: str = "2025"):
     """tile_scheduler_metadata and num_splits as the warp path computes them (needs a tape total < 2^30)."""
     M = 2**32
     nblk, S, total, Q = tape(lens, P, bs, F, n)
@@ -165,17 +194,21 @@ def warp_path_model(lens, P: int, bs: int, F: int, n: int, B: int):
     splits += [n + C] * (B + 1 - n)
     lb = [0 if int(lens[j]) == 0 else nblk[j] for j in range(n)]
     meta = np.zeros((P, 8), np.int64)
+    split = split_of(splits)
     for q in range(P):
+        flags = (False, False)
         if q >= qt:   # the tape ends inside part q
             end, nxt = (n - 1, lb[n - 1]), (-1, 0, 0)
+            flags = (q == qt and split(n - 1), False)
         else:
             j = max(i for i in range(n) if key[i] <= q)
             if hit[j] and q + 1 == qa[j]:   # part q ends in the first F units of row j
                 end, nxt = (j - 1, lb[j - 1]), (j, 0, 0)
+                flags = (split(j - 1), split(j))
             else:   # part q cuts row j
                 eb = (q * Q + rbase[j]) % M
                 end, nxt = (j, eb), (j, eb, q - qa[j] + 1)
-        store_part_rows(meta, q, end, nxt)
+        store_part_rows(meta, q, end, nxt, layout, B, *flags)
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 
@@ -211,7 +244,15 @@ def chain_by_tables(cand, t, W: int, ranks: int, F: int, dmax: int, P: int):
     return hrow, hd
 
 
-def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16, cap: int = 2048, T: int = 512):
+def midpath_geometry(B: int, P: int, bs: int, kmax: int) -> tuple[int, int]:
+    """(CTAs, rows a thread) of the mid path: the handler's launch decision (core/launch_plan.h)."""
+    d = _ffi.plan_launch(B, min(P, _ffi.PATH_PARTS), max(bs, 64), 5, True, 1, 232448, kmax)
+    assert d["path"] == 3, (B, P, bs, d)
+    return d["cluster"], d["rows_per_thread"]
+
+
+def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16, cap: int = 2048, T: int = 512,
+                   layout: str = "2025"):
     """tile_scheduler_metadata and num_splits as the mid path computes them (a cluster of K CTAs for a device
     whose largest cluster is kmax; rank r owns rows [r W, r W + W), its T threads R consecutive rows each), or
     None where the kernel hands the batch to the general path: Q <= L + 1 (every row would be a candidate),
@@ -226,9 +267,8 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16
         return None
     t = [s % Q for s in S]
     cand = [j for j in range(n) if t[j] <= L]   # row 0 (t = 0) first
-    ranks = _ffi.midpath_cluster(B, kmax)
-    per = -(-B // ranks)   # rows a rank holds at most; R: the kernel instance's rows a thread
-    R = _ffi.midpath_rows_per_thread(B, ranks)
+    ranks, R = midpath_geometry(B, P, bs, kmax)   # R: the kernel instance's rows a thread
+    per = -(-B // ranks)   # rows a rank holds at most
     W = -(-per // R) * R
     if max(np.bincount(np.asarray(cand[1:], dtype=np.int64) // W, minlength=ranks)) > cap // ranks:
         return None   # a rank with more than cap / K candidates (row 0 is not one)
@@ -256,9 +296,9 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16
     meta[:, 5:] = 0
     splits = [None] * (B + 1)
 
-    def put(q, end, nxt):
+    def put(q, end, nxt, split_er=False, split_nr=False):
         if q < P:
-            store_part_rows(meta, q, end, nxt)
+            store_part_rows(meta, q, end, nxt, layout, B, split_er, split_nr)
 
     for rank, i in itertools.product(range(ranks), range(T)):   # thread i of a rank: rows [i0, i0 + R)
         i0, r1 = rank * W + i * R, rank * W + W
@@ -278,7 +318,9 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16
                 splits[row] = n + C
                 continue
             if row == nh:   # a restart: part qa - 1 ended in the first F units of this row
-                put(qa - 1, (row - 1, lb[row - 1]), (row, 0, 0))
+                # row - 1 is split iff part qa - 2 (Q earlier, the same d) cut it; row iff it outgrows Q
+                split_prev = qa >= 2 and (qa - 1) * Q + d > S[row - 1]
+                put(qa - 1, (row - 1, lb[row - 1]), (row, 0, 0), split_prev, nblk[row] > Q)
                 k += 1
                 d = hd[k]
                 nb = (qa + 1) * Q + d
@@ -292,58 +334,59 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16
                     put(q, (row, nbo - Sj), (row, nbo - Sj, q - q0 + 1))
     for p in range(ranks * W, B + 1):   # the last rank: entries past every slice
         splits[p] = n + C
+    split_last = qt >= 1 and qt * Q + hd[-1] > S[n - 1]   # part qt - 1 cut the last row
     for q in range(max(qt, 0), P):   # the tape ends inside part q
-        put(q, (n - 1, lb[n - 1]), (-1, 0, 0))
+        put(q, (n - 1, lb[n - 1]), (-1, 0, 0), q == qt and split_last)
     return meta.astype(np.int32), np.asarray(splits, np.int32)
 
 @pytest.mark.parametrize("model,sizes,count", [
     (row_path_model, [1, 2, 3, 31, 32, 33, 130, 512, 1000, 1792], 300),
     (warp_path_model, [1, 2, 3, 31, 32, 33, 64, 100, 128, 200, 256, 257, 400, 512], 600),
 ], ids=["row_path", "warp_path"])
-def test_model_matches_reference(model, sizes, count):
-    """Each model against the reference on fresh random batches of the sizes its path takes."""
-    rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
+def test_model_matches_reference(model, sizes, count, rng):
+    """Each model against the reference on fresh random batches of the sizes its path takes, in both layouts."""
     tried = 0
     while tried < count:
         B = int(rng.choice(sizes))
         P = int(rng.choice([1, 2, 7, 66, 132, 200, 256]))
         F = int(rng.choice([0, 1, 5, 5, 5, 64, 1000, 70_000, 2**20]))
         bs = int(rng.choice([64, 64, 1, 3, 128]))
-        lens = (random_lengths(rng, B) if rng.random() < 0.7 else rng.integers(-2, 600, B)).astype(np.int32)
+        lens = (lengths(rng, B) if rng.random() < 0.7 else rng.integers(-2, 600, B)).astype(np.int32)
         n = B if rng.random() < 0.7 else int(rng.integers(1, B + 1))
         nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
         if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
             continue
-        got = model(lens, P, bs, F, n, B)
-        want = reference.schedule(lens, P, bs, F, num_valid=n)
-        what = f"B={B} P={P} F={F} bs={bs} n={n} lens[:8]={lens[:8].tolist()}"
+        layout = "2026" if rng.random() < 0.5 else "2025"
+        got = model(lens, P, bs, F, n, B, layout)
+        want = reference.schedule(lens, P, bs, F, num_valid=n, layout=layout)
+        what = f"B={B} P={P} F={F} bs={bs} n={n} {layout} lens[:8]={lens[:8].tolist()} seed {rng.seed}"
         assert np.array_equal(got[0], want[0]), f"tile_scheduler_metadata differs: {what}"
         assert np.array_equal(got[1], want[1]), f"num_splits differs: {what}"
         tried += 1
 
 
-def test_mid_path_model_matches_reference():
+def test_mid_path_model_matches_reference(rng):
     """The mid path's model against the reference on fresh random mid-size batches (where it does not hand the
-    batch to the general path)."""
-    rng = np.random.default_rng()   # fresh every run; the failing input is printed on mismatch
+    batch to the general path), in both layouts."""
     ran = 0
-    for _ in range(60):
+    for _ in range(80):
         B = int(rng.choice([1793, 2048, 4095, 4096, 5000, 8192, 11622, 12288]))
         P = int(rng.choice([1, 7, 66, 132, 256]))
         F = int(rng.choice([0, 1, 5, 5, 5, 64, 127, 128]))
         bs = int(rng.choice([64, 64, 128, 256]))
         kind = int(rng.integers(0, 3))
-        lens = (random_lengths(rng, B) if kind == 0 else rng.integers(-2, 600, B) if kind == 1
+        lens = (lengths(rng, B) if kind == 0 else rng.integers(-2, 600, B) if kind == 1
                 else np.full(B, rng.integers(1, 3000))).astype(np.int32)
         n = B if rng.random() < 0.7 else int(rng.integers(1, B + 1))
         nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
         if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
             continue
-        got = mid_path_model(lens, P, bs, F, n, B, kmax=int(rng.choice([1, 2, 4, 8, 16])))
+        layout = "2026" if rng.random() < 0.5 else "2025"
+        got = mid_path_model(lens, P, bs, F, n, B, kmax=int(rng.choice([1, 2, 4, 8, 16])), layout=layout)
         if got is None:   # the general path runs
             continue
-        want = reference.schedule(lens, P, bs, F, num_valid=n)
-        what = f"B={B} P={P} F={F} bs={bs} n={n} lens[:8]={lens[:8].tolist()}"
+        want = reference.schedule(lens, P, bs, F, num_valid=n, layout=layout)
+        what = f"B={B} P={P} F={F} bs={bs} n={n} {layout} lens[:8]={lens[:8].tolist()} seed {rng.seed}"
         assert np.array_equal(got[0], want[0]), f"tile_scheduler_metadata differs: {what}"
         assert np.array_equal(got[1], want[1]), f"num_splits differs: {what}"
         ran += 1

@@ -1,17 +1,12 @@
-// schedule_core.h: the scheduling rules of SPEC.md section 3, shared by the CPU handler and the CUDA
-// kernels, plus the buffer-size formulas that Python and the handlers must agree on.
-//
-// Everything here is plain C++ that also compiles as __host__ __device__ under nvcc.
+// geometry.h: the CUDA kernels' geometry and the buffer-size formulas that Python, the handlers and the kernels
+// must agree on (shared memory per CTA, workspace layout, which batch sizes each path takes). Plain C++, also
+// compiled for the device; the one launch decision built from these is launch_plan.h.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define MLA_HD __host__ __device__ __forceinline__
-#else
-#define MLA_HD inline
-#endif
+#include "costs.h"
 
 namespace mla_meta {
 
@@ -20,75 +15,6 @@ namespace mla_meta {
 constexpr int64_t kMaxParts = 1 << 20;          // num_sm_parts
 constexpr int64_t kMaxOverhead = 1 << 20;       // fixed_overhead_num_blocks
 constexpr int64_t kMaxRows = (1LL << 31) - 1;   // B + num_sm_parts + 1 must stay below this
-
-// Number of KV blocks a row of length `len` costs: a zero or negative length still costs one block.
-MLA_HD int64_t num_blocks(int32_t len, int32_t block_size_n) {
-  // len - 1 fits in 32 bits here; an unsigned 32-bit division is much cheaper than a 64-bit one on GPUs.
-  return len <= 1 ? 1 : static_cast<int64_t>(static_cast<uint32_t>(len - 1) / static_cast<uint32_t>(block_size_n)) + 1;
-}
-
-// end_block written when a part ends on the boundary after row `len` (SPEC: 0 when the length is 0).
-MLA_HD int32_t last_block(int32_t len, int32_t block_size_n) {
-  return len == 0 ? 0 : static_cast<int32_t>(num_blocks(len, block_size_n));
-}
-
-MLA_HD int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-struct Config {
-  int32_t num_parts;      // P
-  int32_t block_size_n;   // 64 in FlashMLA
-  int32_t overhead;       // F, fixed_overhead_num_blocks
-  int32_t topk;           // < 0: dense mode; else every row has length topk
-};
-
-MLA_HD int32_t row_length(const int32_t* seqlens, int64_t i, const Config& c) {
-  return c.topk >= 0 ? c.topk : seqlens[i];
-}
-
-// The sequential algorithm, exactly as written in SPEC.md section 3, for one batch of `n` valid rows.
-// `meta` is [P, 8]; `splits` is [B + 1] with B >= n; entries past n repeat splits[n].
-inline void schedule_sequential(const int32_t* seqlens, int64_t n, int64_t B, const Config& c,
-                                int32_t* meta, int32_t* splits) {
-  const int64_t F = c.overhead;
-  int64_t total = 0;
-  for (int64_t i = 0; i < n; ++i) total += num_blocks(row_length(seqlens, i, c), c.block_size_n) + F;
-  const int64_t payload = (n > 0 ? ceil_div(total, c.num_parts) : 0) + F;
-  int64_t i = 0, blk = 0, split = 0, cum = 0;
-  splits[0] = 0;
-  for (int64_t p = 0; p < c.num_parts; ++p) {
-    int32_t* row = meta + 8 * p;
-    row[0] = i < n ? static_cast<int32_t>(i) : -1;
-    row[1] = static_cast<int32_t>(blk);
-    row[4] = static_cast<int32_t>(split);
-    row[5] = row[6] = row[7] = 0;
-    int64_t rem = payload;
-    while (i < n) {
-      const int64_t left = num_blocks(row_length(seqlens, i, c), c.block_size_n) - blk;
-      if (rem >= left + F) {
-        cum += split + 1;
-        splits[i + 1] = static_cast<int32_t>(cum);
-        rem -= left + F;
-        ++i;
-        blk = split = 0;
-      } else {
-        if (rem - F > 0) {
-          blk += rem - F;
-          ++split;
-          rem = 0;
-        }
-        break;
-      }
-    }
-    if (blk > 0) {
-      row[2] = static_cast<int32_t>(i);
-      row[3] = static_cast<int32_t>(blk);
-    } else {
-      row[2] = static_cast<int32_t>(i - 1);
-      row[3] = n == 0 ? 0 : last_block(row_length(seqlens, i - 1, c), c.block_size_n);
-    }
-  }
-  for (int64_t k = n + 1; k <= B; ++k) splits[k] = static_cast<int32_t>(cum);
-}
 
 // ---- Kernel geometry and buffer-size formulas (exposed to Python through the _cpu module) ----
 //
@@ -139,20 +65,20 @@ inline int low_smem_cluster(int64_t B, int kmax) {
   return K > kWideCluster && rows_per_rank(B, K) > kChunk ? kWideCluster : K;
 }
 
-// Both kernels schedule small dense batches on one CTA by per-row arithmetic (the "row path" in
-// cuda_kernels.cu) when B <= kRowPathRows and P <= kRowParts. Its shared memory: per row S, S mod Q and a
-// candidate slot (B rounded up to 8; the last two later hold the metadata pass's per-row entries), 8
-// candidate counts and the hits (row, D, D / Q, D mod Q) [P + 1].
+// Both kernels schedule small batches with per-row lengths on one CTA by per-row arithmetic (the "row path",
+// cuda/row_path.cuh) when B <= kRowPathRows and P <= kRowParts. Its shared memory: per row S, S mod Q, a
+// candidate slot and num_splits (B rounded up to 8; the second and third later hold the metadata pass's per-row
+// entries), 8 candidate counts and the hits (row, D, D / Q, D mod Q) [P + 1].
 constexpr int64_t kRowPathRows = 1792;   // 8 rows for each of the 224 threads that own rows
 constexpr int64_t kRowParts = 256;
 MLA_HD constexpr int64_t rowpath_bytes(int64_t B, int64_t P) {
-  return 12 * ((B + 7) / 8 * 8) + 32 + 16 * (P + 1);
+  return 16 * ((B + 7) / 8 * 8) + 32 + 16 * (P + 1);
 }
 MLA_HD constexpr bool rowpath_fits(int64_t B, int64_t P, int64_t K) {
   return K == 1 && B <= kRowPathRows && P <= kRowParts;
 }
 
-// Small dense batches (B <= kWarpPathRows, P <= kRowParts) take the "warp path" instead: one warp holds
+// Small batches with per-row lengths (B <= kWarpPathRows, P <= kRowParts) take the "warp path" instead: one warp holds
 // warppath_rows_per_lane(B) rows per lane (1, 2, 4, 8 or 16) and leaves per row a search key and a 16-byte
 // entry. (Measured on an H100 at B = 512: 5.1-5.2 us against the row path's 5.6-5.8.)
 constexpr int64_t kWarpPathRows = 512;
@@ -164,18 +90,27 @@ MLA_HD constexpr bool warppath_fits(int64_t B, int64_t P, int64_t K) {
 }
 MLA_HD constexpr int64_t warppath_bytes(int64_t B) { return 20 * 32 * static_cast<int64_t>(warppath_rows_per_lane(B)); }
 
-// Mid-size dense batches (kRowPathRows < B <= kMidPathRows, P <= kRowParts, block_size_n a power of two >= 64,
+// Mid-size batches with per-row lengths (kMidMinRows <= B <= kMidPathRows, P <= kRowParts, block_size_n a power of two >= 64,
 // so that a row costs < 2^26 units) take the "mid path": a cluster of midpath_cluster(B, kmax) CTAs of
 // kMidThreads threads (the fewest, up to the device's largest cluster, that leave a CTA at most
 // kMidRankRows rows), each thread holding midpath_rows_per_thread(B, K) (4, 8, 16 or 24) consecutive rows of
 // its CTA's slice in registers. Its shared memory per CTA: see midpath_bytes.
-constexpr int64_t kMidPathRows = 12288;
+// JAX_MLA_META_MID_MIN_ROWS / _MAX_ROWS move the mid path's bounds, for A/B builds only (benchmarks/README.md):
+// give both to the C++ and the CUDA compiler (CMAKE_CXX_FLAGS and CMAKE_CUDA_FLAGS), so plan() follows.
+#ifndef JAX_MLA_META_MID_MIN_ROWS
+#define JAX_MLA_META_MID_MIN_ROWS 1793
+#endif
+#ifndef JAX_MLA_META_MID_MAX_ROWS
+#define JAX_MLA_META_MID_MAX_ROWS 12288
+#endif
+constexpr int64_t kMidMinRows = JAX_MLA_META_MID_MIN_ROWS;
+constexpr int64_t kMidPathRows = JAX_MLA_META_MID_MAX_ROWS;
 constexpr int64_t kMidCand = 2048;   // at most kMidCand / K candidates a CTA (else the general path)
 constexpr int kMidThreads = 512;
 constexpr int64_t kMidRankRows = 2048;   // rows a CTA of the mid path aims at
 constexpr int kMaxMidCluster = 8;        // kMidPathRows / kMidRankRows, rounded up to a power of two
 MLA_HD constexpr bool midpath_rows(int64_t B, int64_t P) {
-  return B > kRowPathRows && B <= kMidPathRows && P <= kRowParts;
+  return B >= kMidMinRows && B <= kMidPathRows && P <= kRowParts;
 }
 MLA_HD constexpr bool midpath_fits(int64_t B, int64_t P, int64_t block_size_n) {
   return midpath_rows(B, P) && block_size_n >= 64 && (block_size_n & (block_size_n - 1)) == 0;
@@ -199,7 +134,8 @@ MLA_HD constexpr int64_t midpath_bound(int64_t F) { return 128 + 2 * F < 0xffff 
 MLA_HD constexpr int64_t midpath_bytes() {
   return 4 * (kMidCand + 4) + 4 * kMidCand + 8 * (kRowParts + 2) + 8 * kMaxCluster + 24;
 }
-static_assert(kMidPathRows <= kMaxMidCluster * kMidRankRows && kMaxMidCluster * kMidStates <= kMidCand,
+static_assert(kMidPathRows <= kMaxMidCluster * 24 * kMidThreads && kMidPathRows <= 65536 &&
+                  kMaxMidCluster * kMidStates <= kMidCand,
               "the mid path: at most kMaxMidCluster CTAs, whose tables fit the rank slots");
 
 // Dynamic shared memory per CTA of the smem kernel for B rows and P parts on a K-CTA cluster.

@@ -1,0 +1,59 @@
+// records.h: a part's row of tile_scheduler_metadata in both layouts (docs/spec.md sections 2 and 8), the one
+// place that knows the columns. jax_mla_meta/layouts.py is the same table in Python.
+//
+//   2025: [begin_req, begin_block, end_req, end_block, begin_split, 0, 0, 0]            no work: begin_req = -1
+//   2026: [begin_req, end_req, begin_block, end_block, begin_split, first_split, last_split, 0]   no work: B
+//
+// A part with no work (every part after the one that holds the end of the tape) has begin_block = begin_split
+// = 0, end_req = n - 1 and the end_block the walk leaves there, flags 0. The 2026 flags say whether the part's
+// first / last row is split (cut into more than one piece).
+#pragma once
+
+#include <cstdint>
+
+#include "costs.h"
+
+namespace mla_meta {
+
+enum Layout : int32_t { kLayout2025 = 0, kLayout2026 = 1 };
+
+// begin_req of a part with no work.
+MLA_HD int32_t idle_begin(int32_t layout, int64_t B) { return layout == kLayout2026 ? static_cast<int32_t>(B) : -1; }
+
+// A whole row, from the fields of the walk (begin_req < 0: no work left) and whether its first and last rows are
+// split. Every index is a constant, so that on the GPU the row stays in registers. (The CUDA paths that write a
+// part's row in two halves, cuda/meta_rows.cuh, store these same columns.)
+MLA_HD void pack_row(int32_t (&row)[8], int32_t layout, int64_t B, int32_t begin_req, int32_t begin_block,
+                     int32_t begin_split, int32_t end_req, int32_t end_block, bool first_split, bool last_split) {
+  const bool idle = begin_req < 0;
+  const int32_t b = idle ? idle_begin(layout, B) : begin_req;
+  const int32_t bb = idle ? 0 : begin_block, bs = idle ? 0 : begin_split;
+  if (layout == kLayout2026) {
+    row[0] = b;
+    row[1] = end_req;
+    row[2] = bb;
+    row[3] = end_block;
+    row[4] = bs;
+    row[5] = !idle && first_split ? 1 : 0;
+    row[6] = !idle && last_split ? 1 : 0;
+    row[7] = 0;
+  } else {
+    row[0] = b;
+    row[1] = bb;
+    row[2] = end_req;
+    row[3] = end_block;
+    row[4] = bs;
+    row[5] = row[6] = row[7] = 0;
+  }
+}
+
+// FlashMLA's flags from the fields alone (first: the part starts inside its first row; last: it ends inside its
+// last row; a part of one row: either). `end_cut` is end_block < the row's blocks for a row of nonzero length.
+MLA_HD void split_flags(int32_t begin_req, int32_t begin_block, int32_t end_req, bool end_cut, bool& first,
+                        bool& last) {
+  first = begin_block != 0;
+  last = end_cut;
+  if (begin_req == end_req) first = last = first || last;
+}
+
+}  // namespace mla_meta
