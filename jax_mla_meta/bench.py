@@ -1,11 +1,19 @@
-"""The benchmark (run by `python benchmarks/bench.py` and `jax-mla-meta bench`).
+"""The benchmark (``python benchmarks/bench.py`` or ``jax-mla-meta bench``).
 
-Three figures per case, in microseconds:
-- device: the GPU time of one call (first kernel start to last kernel end), read from a JAX profiler trace (CUPTI) of one executable that makes K independent
-  calls; median and p10-p90 over the K calls. This is the figure to compare with SPEC.md section 7.
-- program: that executable's wall time over K, median of repeats: what a call costs inside a jitted program
-  when XLA launches it from the host (XLA's per-op host overhead included; graph capture may hide it).
-- e2e: one jitted call dispatched from Python and waited for."""
+Per case and kernel, in microseconds:
+- device: the GPU time of one call (first kernel start to last kernel end), from a JAX profiler trace of one
+  executable that makes 32 independent calls (8 at 1M rows); median and p10-p90 over the calls. This is the
+  figure to compare with the original kernels (docs/spec.md section 7). The profiler runs the calls one by one.
+- step: what one call adds to a jitted decode step: the wall time of a jitted 256-step ``fori_loop`` whose body
+  calls ``schedule`` on lengths that depend on the loop state and reads two of its results, minus the same loop
+  without the call, over 256; median of 7 runs. Command buffers on (``--xla_gpu_graph_min_graph_size=1
+  --xla_gpu_enable_command_buffer=+WHILE``, set here unless XLA_FLAGS already names them), so XLA captures the
+  whole loop as one CUDA graph: this is the cost inside a serving step.
+- step, no graphs (``--no-graph-step``, GPU, auto only): the same loop in a child process with command buffers
+  off (``--xla_gpu_enable_command_buffer=``): every call then pays its launch from the host.
+- e2e: one jitted call dispatched from Python and waited for.
+The CPU handler is timed against the pure-Python reference too. A table is printed last; ``results.json`` has
+everything."""
 
 from __future__ import annotations
 
@@ -13,20 +21,23 @@ import glob
 import gzip
 import json
 import os
-import tempfile
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from . import api, reference, workloads
+from .plan import plan
 
-# SPEC.md section 7: the original kernels on one H100 (device time per call, CUDA-graph replay).
+# docs/spec.md section 7: the original kernels on one H100 (device time per call, CUDA-graph replay).
 ORIGINAL_US = {
     # B: (smem dense P=132, fallback dense P=132, fallback sparse P=66)
     1: (18.1, 26.6, 13.9),
@@ -38,7 +49,13 @@ ORIGINAL_US = {
     1048576: (None, 163808.0, 137340.0),
 }
 SWEEP_B = sorted(ORIGINAL_US)
-GRAPH_FLAGS = " --xla_gpu_graph_min_graph_size=1"   # let XLA capture even small programs as CUDA graphs
+GRAPH_FLAGS = "--xla_gpu_graph_min_graph_size=1 --xla_gpu_enable_command_buffer=+WHILE"
+NO_GRAPH_FLAGS = "--xla_gpu_enable_command_buffer="
+STEPS = 256
+
+KERNEL_NAMES = {"smem": ("mla_smem_kernel",), "low_smem": ("mla_low_smem_kernel",)}
+# Wide low_smem calls (more than 8,192 rows per CTA) add a kernel before (per-row lengths) and one after the main one.
+PRE_KERNEL, POST_KERNEL = "mla_chunk_sums_kernel", "mla_splits_kernel"
 
 
 def quantiles(xs):
@@ -46,11 +63,6 @@ def quantiles(xs):
     xs = sorted(xs)
     q = lambda f: xs[min(len(xs) - 1, int(f * (len(xs) - 1) + 0.5))]
     return statistics.median(xs), q(0.1), q(0.9)
-
-
-KERNEL_NAMES = {"smem": ("mla_smem_kernel",), "low_smem": ("mla_low_smem_kernel",)}
-# Wide low_smem calls (more than 8,192 rows per CTA) add a kernel before (dense) and one after the main one.
-PRE_KERNEL, POST_KERNEL = "mla_chunk_sums_kernel", "mla_splits_kernel"
 
 
 def kernel_events(fn, *args) -> list[dict]:
@@ -71,8 +83,8 @@ def kernel_events(fn, *args) -> list[dict]:
 
 
 def call_groups(events: list[dict], ran: str) -> list[list[dict]]:
-    """The kernels of each call (the calls' launches do not interleave): an optional chunk-sums kernel,
-    the main kernel of ``ran``, an optional num_splits kernel."""
+    """The kernels of each call (the calls' launches do not interleave): an optional chunk-sums kernel, the main
+    kernel of ``ran``, an optional num_splits kernel."""
     main = KERNEL_NAMES[ran][0]
     groups, cur = [], []
     for e in events:
@@ -89,30 +101,62 @@ def call_groups(events: list[dict], ran: str) -> list[list[dict]]:
 
 def call_spans_us(events: list[dict], ran: str) -> list[float]:
     """Device span of each call: its first kernel's start to its last kernel's end."""
-    return [g[-1]["ts"] + g[-1]["dur"] - g[0]["ts"] for g in call_groups(events, ran)]
+    return [max(e["ts"] + e["dur"] for e in g) - g[0]["ts"] for g in call_groups(events, ran)]
 
 
-def device_time_us(lens: np.ndarray, P: int, topk, kernel: str, device, ran: str,
-                   repeats: int = 7) -> tuple[float, float, float, float]:
-    """(device median, p10, p90, program time per call) for K independent calls in one executable."""
-    B = lens.shape[-1]
-    K = 32 if B <= 65536 else (16 if B <= 262144 else 8)
+def _split(kw: dict) -> tuple[dict, dict]:
+    """A case's schedule() arguments: (arrays, static values)."""
+    arrays = {k: v for k, v in kw.items() if isinstance(v, np.ndarray)}
+    return arrays, {k: v for k, v in kw.items() if k not in arrays}
+
+
+def device_time_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, ran: str):
+    """(median, p10, p90) device span of one call, over K independent calls in one executable."""
+    K = 32 if lens.shape[-1] <= 65536 else 8
+    arrays, static = _split(kw)
     xs = [jax.device_put(lens, device) for _ in range(K)]
+    rows = {k: jax.device_put(v, device) for k, v in arrays.items()}
 
     @jax.jit
-    def many(*inputs):   # results returned as they are: no extra kernels in the timed executable
-        return [api.schedule(x, num_sm_parts=P, topk=topk, kernel=kernel) for x in inputs]
+    def many(xs, rows):   # results returned as they are: no extra kernels in the timed executable
+        return [api.schedule(x, num_sm_parts=P, kernel=kernel, **static, **rows) for x in xs]
 
-    jax.block_until_ready(many(*xs))   # compile + warm up
-    jax.block_until_ready(many(*xs))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(many(*xs))
-        times.append((time.perf_counter() - t0) * 1e6 / K)
-    spans = call_spans_us(kernel_events(many, *xs), ran)
-    med, p10, p90 = quantiles(spans) if spans else (float("nan"),) * 3
-    return med, p10, p90, statistics.median(times)
+    jax.block_until_ready(many(xs, rows))   # compile + warm up
+    spans = call_spans_us(kernel_events(many, xs, rows), ran)
+    return quantiles(spans) if spans else (float("nan"),) * 3
+
+
+def step_time_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, repeats: int = 7) -> float:
+    """What one call adds to a jitted 256-step loop (see the module docstring)."""
+    arrays, static = _split(kw)
+
+    def program(with_call: bool):
+        def body(i, carry):
+            acc, x, rows = carry
+            xin = jnp.where(acc < 0, x + 1, x)   # the lengths depend on the loop state: no hoisting
+            if with_call:
+                meta, splits = api.schedule(xin, num_sm_parts=P, kernel=kernel, **static, **rows)
+                acc = acc + (meta[0, 0] & 1) + (splits[-1] & 1)
+            else:
+                acc = acc + (xin[0] & 1) + (xin[-1] & 1)
+            return acc, x, rows
+
+        return jax.jit(lambda x, rows: lax.fori_loop(0, STEPS, body, (jnp.int32(0), x, rows))[0])
+
+    x = jax.device_put(lens, device)
+    rows = {k: jax.device_put(v, device) for k, v in arrays.items()}
+    times = {}
+    for with_call in (False, True):
+        f = program(with_call)
+        for _ in range(3):   # compile, then warm up (the first run of a command buffer records it)
+            jax.block_until_ready(f(x, rows))
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(x, rows))
+            ts.append(time.perf_counter() - t0)
+        times[with_call] = statistics.median(ts)
+    return (times[True] - times[False]) * 1e6 / STEPS
 
 
 def call_times_us(fn, x, repeats: int) -> list[float]:
@@ -125,49 +169,59 @@ def call_times_us(fn, x, repeats: int) -> list[float]:
     return times
 
 
-def end_to_end_us(lens: np.ndarray, P: int, topk, kernel: str, device, repeats: int = 30) -> float:
+def end_to_end_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, repeats: int = 30) -> float:
+    arrays, static = _split(kw)
     x = jax.device_put(lens, device)
-    f = jax.jit(lambda s: api.schedule(s, num_sm_parts=P, topk=topk, kernel=kernel))
-    jax.block_until_ready(f(x))
-    return statistics.median(call_times_us(f, x, repeats))
+    rows = {k: jax.device_put(v, device) for k, v in arrays.items()}
+    f = jax.jit(lambda s, r: api.schedule(s, num_sm_parts=P, kernel=kernel, **static, **r))
+    jax.block_until_ready(f(x, rows))
+    return statistics.median(call_times_us(lambda a: f(*a), (x, rows), repeats))
 
 
-def _cases(max_B: int | None):
-    """(label, B, lens, P, topk): the SPEC section 6 workloads plus the section 7 sweep."""
+def cases(max_B: int | None = None, layouts=("2025", "2026"), per_row: bool = True):
+    """(kind, label, lengths, P, schedule kwargs): the SPEC section 6 workloads in each layout, the sparse ones also
+    with per-row top-k counts (uniform in [0, topk], the 2026 layout), and the section 7 sweep (2025)."""
     out = []
     for w in workloads.spec_workloads(max_B):
-        out.append(("workload", w.label, w.B, w.seqlens(seed=0), w.num_sm_parts, w.topk))
+        for layout in layouts:
+            out.append(("workload", f"{w.label} {layout}", w.seqlens(seed=0), w.num_sm_parts,
+                        dict(topk=w.topk, layout=layout)))
+        if per_row and w.topk is not None:
+            out.append(("per-row", f"{w.label} topk_length 2026", w.seqlens(seed=0), w.num_sm_parts,
+                        dict(topk=w.topk, layout="2026", topk_length=w.topk_length(seed=0))))
     for B in SWEEP_B:
         if max_B is not None and B > max_B:
             continue
         lens = workloads.lengths("lognormal", B, seed=B)
-        out.append(("sweep", f"sweep dense B={B}", B, lens, 132, None))
-        out.append(("sweep", f"sweep sparse B={B}", B, lens, 66, workloads.TOPK))
+        out.append(("sweep", f"sweep dense B={B}", lens, 132, dict(topk=None)))
+        out.append(("sweep", f"sweep sparse B={B}", lens, 66, dict(topk=workloads.TOPK)))
     return out
 
 
-def run_gpu(device, max_B: int | None = None, progress: Callable[[str], None] | None = None,
-            only: list[str] | None = None) -> list[dict]:
+def run_gpu(device, max_B=None, progress=None, only=(), layouts=("2025", "2026"), kernels=("auto", "smem", "low_smem"),
+            step: bool = True) -> list[dict]:
     rows = []
-    cases = [c for c in _cases(max_B) if not only or any(o in c[1] for o in only)]
-    for kind, label, B, lens, P, topk in cases:
-        for kernel in ("auto", "smem", "low_smem"):
-            plan = api.plan(B, P, kernel=kernel, device=device, topk=topk)
-            if plan.kernel == "error":
+    for kind, label, lens, P, kw in cases(max_B, layouts):
+        if only and not any(o in label for o in only):
+            continue
+        B = lens.shape[-1]
+        per_row = "topk_length" in kw
+        for kernel in kernels:
+            pl = plan(B, P, kernel=kernel, device=device, topk=kw.get("topk"), per_row=per_row)
+            if pl.kernel == "error":
                 continue
             if progress:
                 progress(f"{label} {kernel}")
-            ran = plan.kernel
-            med, p10, p90, prog = device_time_us(lens, P, topk, kernel, device, ran)
-            e2e = end_to_end_us(lens, P, topk, kernel, device)
+            med, p10, p90 = device_time_us(lens, P, kw, kernel, device, pl.kernel)
             orig = None
             if kind == "sweep" and B in ORIGINAL_US:
                 o = ORIGINAL_US[B]
-                orig = (o[0] if ran == "smem" else o[1]) if topk is None else o[2]
-            rows.append(dict(kind=kind, label=label, B=B, P=P, mode="sparse" if topk is not None else "dense",
-                             kernel=kernel, ran=ran, cluster=plan.cluster_size, device_us=med, p10_us=p10, p90_us=p90, program_us=prog,
-                             e2e_us=e2e,
-                             original_us=orig))
+                orig = (o[0] if pl.kernel == "smem" else o[1]) if kw["topk"] is None else o[2]
+            rows.append(dict(kind=kind, label=label, B=B, P=P, mode="sparse" if kw["topk"] is not None else "dense",
+                             layout=kw.get("layout", "2025"), per_row=per_row, kernel=kernel, ran=pl.kernel,
+                             path=pl.path, cluster=pl.cluster_size, device_us=med, p10_us=p10, p90_us=p90,
+                             step_us=step_time_us(lens, P, kw, kernel, device) if step else None,
+                             e2e_us=end_to_end_us(lens, P, kw, kernel, device), original_us=orig))
     return rows
 
 
@@ -178,7 +232,7 @@ def run_cpu(max_B: int | None = None, progress=None) -> list[dict]:
         lens = workloads.lengths("stress", B, seed=B)
         if progress:
             progress(f"cpu B={B}")
-        handler_us = end_to_end_us(lens, 132, None, "auto", cpu, repeats=15 if B < 100000 else 5)
+        handler_us = end_to_end_us(lens, 132, {}, "auto", cpu, repeats=15 if B < 100000 else 5)
         t0 = time.perf_counter()
         reference.schedule(lens, 132)
         ref_us = (time.perf_counter() - t0) * 1e6
@@ -187,17 +241,18 @@ def run_cpu(max_B: int | None = None, progress=None) -> list[dict]:
 
 
 def _fmt(v):
-    return "-" if v is None else (f"{v:,.1f}" if v < 1000 else f"{v:,.0f}")
+    return "-" if v is None or v != v else (f"{v:,.2f}" if v < 100 else f"{v:,.0f}")
 
 
-def gpu_table(rows: list[dict]) -> str:
-    lines = [f"{'case':<40} {'kernel':<9} {'ran':<9} {'CTAs':>4} {'device µs':>10} {'p10-p90':>13} {'program µs':>11} "
-             f"{'e2e µs':>8} {'original µs':>12}"]
+def gpu_table(rows: list[dict], no_graph: dict | None = None) -> str:
+    no_graph = no_graph or {}
+    lines = [f"{'case':<46} {'kernel':<9} {'ran':<9} {'path':<8} {'CTAs':>4} {'device':>7} {'p10-p90':>12} "
+             f"{'step':>6} {'no-graph':>8} {'e2e':>7} {'original':>9}"]
     for r in rows:
-        lines.append(f"{r['label']:<40} {r['kernel']:<9} {r['ran']:<9} {r.get('cluster') or '-':>4} "
-                     f"{_fmt(r['device_us']):>10} "
-                     f"{_fmt(r['p10_us']) + '-' + _fmt(r['p90_us']):>13} {_fmt(r['program_us']):>11} "
-                     f"{_fmt(r['e2e_us']):>8} {_fmt(r['original_us']):>12}")
+        ng = no_graph.get(r["label"]) if r["kernel"] == "auto" else None
+        lines.append(f"{r['label']:<46} {r['kernel']:<9} {r['ran']:<9} {r['path'] or '-':<8} {r.get('cluster') or '-':>4} "
+                     f"{_fmt(r['device_us']):>7} {_fmt(r['p10_us']) + '-' + _fmt(r['p90_us']):>12} "
+                     f"{_fmt(r['step_us']):>6} {_fmt(ng):>8} {_fmt(r['e2e_us']):>7} {_fmt(r['original_us']):>9}")
     return "\n".join(lines)
 
 
@@ -208,65 +263,55 @@ def cpu_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: str, card: str) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    for ax, mode, P in ((axes[0], "dense", 132), (axes[1], "sparse", 66)):
-        sweep = [r for r in rows if r["kind"] == "sweep" and r["mode"] == mode]
-        for kernel, style in (("auto", "o-"), ("smem", "s--"), ("low_smem", "^-")):
-            pts = sorted((r["B"], r["device_us"]) for r in sweep if r["kernel"] == kernel)
-            if pts:
-                ax.plot(*zip(*pts), style, label=f"ours: {kernel}")
-        cols = (0, 1) if mode == "dense" else (2,)
-        names = ("original smem", "original fallback") if mode == "dense" else ("original fallback",)
-        for col, name in zip(cols, names):
-            pts = [(B, v[col]) for B, v in ORIGINAL_US.items() if v[col] is not None]
-            ax.plot(*zip(*pts), "x:", color="gray" if "fallback" in name else "black", label=f"{name} (SPEC §7)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("B (rows)")
-        ax.set_title(f"{mode}, num_sm_parts={P}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("device time per call (µs)")
-    fig.suptitle(f"jax_mla_meta scheduling time vs B on {card}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
+def no_graph_steps(args) -> dict:
+    """The step column with command buffers off, from a child process (XLA reads its flags once, at start)."""
+    out = os.path.join(tempfile.mkdtemp(prefix="jax_mla_meta_nograph_"), "steps.json")
+    env = {**os.environ, "XLA_FLAGS": NO_GRAPH_FLAGS, "JAX_MLA_META_STEP_CHILD": out}
+    cmd = [sys.executable, "-m", "jax_mla_meta.bench", "--no-cpu", "--kernels", "auto", "--out", os.path.dirname(out)]
+    if args.max_b is not None:
+        cmd += ["--max-b", str(args.max_b)]
+    if args.only:
+        cmd += ["--only", args.only]
+    cmd += ["--layouts", args.layouts]
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return json.load(open(out))
 
 
-def main(argv=None, progress=None) -> int:
+def main(argv=None, progress: Callable[[str], None] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(description="Benchmark jax_mla_meta on the current JAX device (and the CPU handler).")
+    ap = argparse.ArgumentParser(description="Benchmark jax_mla_meta on the default JAX device (and the CPU handler).")
     ap.add_argument("--max-b", type=int, default=None, help="skip workloads with more rows")
-    ap.add_argument("--out", default="benchmarks/results", help="folder for results.json and time_vs_B.png")
+    ap.add_argument("--out", default="benchmarks/results", help="folder for results.json")
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU-handler table")
-    ap.add_argument("--only", default="", help="comma-separated label fragments: run only the GPU cases whose "
-                    "label contains one (e.g. 'B=1048576,threshold')")
-    ap.add_argument("--no-graphs", action="store_true",
-                    help="do not turn on XLA command buffers (CUDA graphs) for the timed executables")
+    ap.add_argument("--only", default="", help="comma-separated label fragments: run only the GPU cases whose label "
+                    "contains one (e.g. 'B=1048576,threshold')")
+    ap.add_argument("--layouts", default="2025,2026", help="layouts of the workload cases (default: both)")
+    ap.add_argument("--kernels", default="auto,smem,low_smem")
+    ap.add_argument("--no-step", action="store_true", help="skip the step column")
+    ap.add_argument("--no-graph-step", action="store_true",
+                    help="also the step column with command buffers off (a child process, auto only)")
     args = ap.parse_args(argv)
-    if not args.no_graphs and "xla_gpu_graph_min_graph_size" not in os.environ.get("XLA_FLAGS", ""):
-        # must happen before the GPU backend starts; harmless on CPU
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + GRAPH_FLAGS).strip()
+    child = os.environ.get("JAX_MLA_META_STEP_CHILD")
+    if not child and not any(f in os.environ.get("XLA_FLAGS", "") for f in ("graph_min_graph_size", "command_buffer")):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + GRAPH_FLAGS).strip()   # before start
     os.makedirs(args.out, exist_ok=True)
     dev = jax.devices()[0]
     card = dev.device_kind if dev.platform == "gpu" else platform.processor() or "cpu"
+    only = [o for o in args.only.split(",") if o]
+    layouts = tuple(args.layouts.split(","))
+    if child:   # the no-graph step column only
+        rows = run_gpu(dev, args.max_b, progress, only, layouts, ("auto",), step=True)
+        json.dump({r["label"]: r["step_us"] for r in rows}, open(child, "w"))
+        return 0
     result = dict(card=card, platform=dev.platform, jax=jax.__version__,
-                  jaxlib=getattr(jax.lib, "__version__", None) or jax.__version__,
-                  date=time.strftime("%Y-%m-%d"), python=sys.version.split()[0],
-                  xla_flags=os.environ.get("XLA_FLAGS", ""))
+                  jaxlib=getattr(jax.lib, "__version__", None) or jax.__version__, date=time.strftime("%Y-%m-%d"),
+                  python=sys.version.split()[0], xla_flags=os.environ.get("XLA_FLAGS", ""))
     if dev.platform == "gpu":
-        result["gpu"] = run_gpu(dev, args.max_b, progress, [o for o in args.only.split(",") if o])
-        if plot(result["gpu"], os.path.join(args.out, "time_vs_B.png"), card):
-            result["plot"] = os.path.join(args.out, "time_vs_B.png")
+        result["gpu"] = run_gpu(dev, args.max_b, progress, only, layouts, tuple(args.kernels.split(",")),
+                                step=not args.no_step)
+        if args.no_graph_step:
+            result["step_no_graphs"] = no_graph_steps(args)
     if not args.no_cpu:
         result["cpu"] = run_cpu(args.max_b, progress)
     with open(os.path.join(args.out, "results.json"), "w") as f:
@@ -276,7 +321,12 @@ def main(argv=None, progress=None) -> int:
         print("\nCPU handler vs pure-Python reference (P=132, stress lengths):")
         print(cpu_table(result["cpu"]))
     if "gpu" in result:
-        print("\nGPU time per call. device: kernel span from a profiler trace (median, p10-p90 over K calls);"
-              "\nprogram: executable wall time / K; e2e: one dispatched jitted call. original: SPEC.md section 7.")
-        print(gpu_table(result["gpu"]))
+        print("\nGPU, µs per call. device: kernel span in a profiler trace (median, p10-p90); step: added to a "
+              f"jitted {STEPS}-step loop\nwith command buffers on; no-graph: the same with them off; e2e: one "
+              "dispatched jitted call. original: docs/spec.md section 7.")
+        print(gpu_table(result["gpu"], result.get("step_no_graphs")))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""The real workloads of SPEC.md section 6, as seeded generators (used by tests, the benchmark and the CLI)."""
+"""The real workloads of docs/spec.md section 6, as seeded generators: one :class:`Workload` type for the tests,
+the benchmark and the command line (whose presets are named workloads)."""
 
 from __future__ import annotations
 
@@ -6,28 +7,53 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Workload", "lengths", "spec_workloads", "PRESETS"]
+__all__ = ["DISTS", "PRESETS", "TOPK", "Workload", "lengths", "spec_workloads"]
 
 TOPK = 2048          # DeepSeek V3.2 sparse attention
-P_DENSE = 132        # dense decode, 16 heads per rank, H100
-P_DENSE_H128 = 66    # dense decode, 128 heads, H100
-P_SPARSE = 66        # sparse fp8, H100
+DISTS = ("const4096", "uniform1k8k", "lognormal", "causal", "causal2048", "arange2048", "stress")
 
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
+    """A decode step's batch: how many rows, how long, and the attention shape that sets num_sm_parts."""
+
     name: str
     B: int
-    dist: str            # length distribution, see lengths()
-    mode: str            # "dense" or "sparse"
-    num_sm_parts: int
+    dist: str                    # length distribution, see lengths()
+    mode: str                    # "dense" or "sparse"
+    num_heads_q: int = 16
+    num_heads_k: int = 1
+    num_q_tokens_per_head_k: int = 16
+    topk: int | None = None      # sparse mode: the top-k (TOPK when None)
+
+    def __post_init__(self):
+        if self.mode not in ("dense", "sparse"):
+            raise ValueError(f"mode must be 'dense' or 'sparse', got {self.mode!r}")
+        if self.dist not in DISTS:
+            raise ValueError(f"unknown length distribution {self.dist!r}; choose from {', '.join(DISTS)}")
+        if self.mode == "sparse" and self.topk is None:
+            object.__setattr__(self, "topk", TOPK)
+        if self.mode == "dense" and self.topk is not None:
+            raise ValueError("topk applies only to sparse workloads")
 
     @property
-    def topk(self) -> int | None:
-        return TOPK if self.mode == "sparse" else None
+    def is_fp8_kvcache(self) -> bool:
+        return self.mode == "sparse"   # FlashMLA 2025: sparse decoding needs an fp8 cache, dense a bf16 one
+
+    @property
+    def num_sm_parts(self) -> int:
+        """P on an H100 by FlashMLA's 2025 host rule (the table of docs/spec.md section 6)."""
+        from .host_rules import num_sm_parts_for
+
+        return num_sm_parts_for(self.num_q_tokens_per_head_k, self.num_heads_k, self.num_heads_q,
+                                self.is_fp8_kvcache, self.topk)
 
     def seqlens(self, seed: int = 0) -> np.ndarray:
         return lengths(self.dist, self.B, seed)
+
+    def topk_length(self, seed: int = 0) -> np.ndarray:
+        """Per-row top-k counts uniform in [0, topk] (the benchmark's per-row sparse cases)."""
+        return np.random.default_rng(seed + 1).integers(0, self.topk + 1, self.B).astype(np.int32)
 
     @property
     def label(self) -> str:
@@ -71,46 +97,52 @@ def lengths(dist: str, B: int, seed: int = 0) -> np.ndarray:
         x[u < 0.01] = 0
         x[(u >= 0.01) & (u < 0.02)] = 131072
     else:
-        raise ValueError(f"unknown length distribution {dist!r}")
+        raise ValueError(f"unknown length distribution {dist!r}; choose from {', '.join(DISTS)}")
     return np.asarray(x, dtype=np.int32)
 
 
+W = Workload
+_DENSE16 = dict(num_heads_q=16, num_heads_k=1, num_q_tokens_per_head_k=16)     # P = 132 on an H100
+_DENSE128 = dict(num_heads_q=128, num_heads_k=1, num_q_tokens_per_head_k=128)  # P = 66
+_SPARSE = dict(num_heads_q=128, num_heads_k=1, num_q_tokens_per_head_k=128)    # DeepSeek V3.2 fp8: P = 66
+
+SPEC_WORKLOADS = (
+    W("tiny decode", 1, "const4096", "dense", **_DENSE16),
+    W("tiny decode", 1, "const4096", "sparse", **_SPARSE),
+    W("small decode", 32, "uniform1k8k", "dense", **_DENSE16),
+    W("small decode", 32, "uniform1k8k", "sparse", **_SPARSE),
+    W("graph-max decode h16", 512, "lognormal", "dense", **_DENSE16),
+    W("graph-max decode h128", 512, "lognormal", "dense", **_DENSE128),
+    W("MTP verify", 2048, "causal2048", "sparse", **_SPARSE),
+    W("prefill chunk", 8192, "causal", "sparse", **_SPARSE),
+    W("threshold", 11622, "causal", "dense", **_DENSE16),
+    W("threshold", 11623, "causal", "dense", **_DENSE16),
+    W("threshold", 11622, "causal", "sparse", **_SPARSE),
+    W("threshold", 11623, "causal", "sparse", **_SPARSE),
+    W("pure-TP prefill", 16384, "causal", "sparse", **_SPARSE),
+    W("combine-grid", 65535, "causal", "sparse", **_SPARSE),
+    W("combine-grid", 65536, "causal", "sparse", **_SPARSE),
+    W("long extend", 131072, "arange2048", "sparse", **_SPARSE),
+    W("long extend", 131072, "arange2048", "dense", **_DENSE16),
+    W("stress", 1048576, "stress", "dense", **_DENSE16),
+    W("stress", 1048576, "stress", "sparse", **_SPARSE),
+)
+
+
 def spec_workloads(max_B: int | None = None) -> list[Workload]:
-    """Every workload row of SPEC.md section 6 (both modes where the table lists both)."""
-    W = Workload
-    rows = [
-        W("tiny decode", 1, "const4096", "dense", P_DENSE),
-        W("tiny decode", 1, "const4096", "sparse", P_SPARSE),
-        W("small decode", 32, "uniform1k8k", "dense", P_DENSE),
-        W("small decode", 32, "uniform1k8k", "sparse", P_SPARSE),
-        W("graph-max decode h16", 512, "lognormal", "dense", P_DENSE),
-        W("graph-max decode h128", 512, "lognormal", "dense", P_DENSE_H128),
-        W("MTP verify", 2048, "causal2048", "sparse", P_SPARSE),
-        W("prefill chunk", 8192, "causal", "sparse", P_SPARSE),
-        W("threshold", 11622, "causal", "dense", P_DENSE),
-        W("threshold", 11623, "causal", "dense", P_DENSE),
-        W("threshold", 11622, "causal", "sparse", P_SPARSE),
-        W("threshold", 11623, "causal", "sparse", P_SPARSE),
-        W("pure-TP prefill", 16384, "causal", "sparse", P_SPARSE),
-        W("combine-grid", 65535, "causal", "sparse", P_SPARSE),
-        W("combine-grid", 65536, "causal", "sparse", P_SPARSE),
-        W("long extend", 131072, "arange2048", "sparse", P_SPARSE),
-        W("long extend", 131072, "arange2048", "dense", P_DENSE),
-        W("stress", 1048576, "stress", "dense", P_DENSE),
-        W("stress", 1048576, "stress", "sparse", P_SPARSE),
-    ]
-    return [w for w in rows if max_B is None or w.B <= max_B]
+    """Every workload row of docs/spec.md section 6 (both modes where the table lists both)."""
+    return [w for w in SPEC_WORKLOADS if max_B is None or w.B <= max_B]
 
 
-# CLI presets: name -> (B, dist, mode, num_heads_q, num_heads_k, num_q_tokens_per_head_k)
+# The command line's presets: named workloads (pure-tp-prefill is the original crash).
 PRESETS = {
-    "pure-tp-prefill": (16384, "causal", "sparse", 128, 1, 128),
-    "tiny-decode": (1, "const4096", "dense", 16, 1, 16),
-    "small-decode": (32, "uniform1k8k", "dense", 16, 1, 16),
-    "graph-max-decode": (512, "lognormal", "dense", 16, 1, 16),
-    "mtp-verify": (2048, "causal2048", "sparse", 128, 1, 128),
-    "prefill-chunk": (8192, "causal", "sparse", 128, 1, 128),
-    "combine-grid": (65536, "causal", "sparse", 128, 1, 128),
-    "long-extend": (131072, "arange2048", "sparse", 128, 1, 128),
-    "stress": (1048576, "stress", "dense", 16, 1, 16),
+    "pure-tp-prefill": W("pure-tp-prefill", 16384, "causal", "sparse", **_SPARSE),
+    "tiny-decode": W("tiny-decode", 1, "const4096", "dense", **_DENSE16),
+    "small-decode": W("small-decode", 32, "uniform1k8k", "dense", **_DENSE16),
+    "graph-max-decode": W("graph-max-decode", 512, "lognormal", "dense", **_DENSE16),
+    "mtp-verify": W("mtp-verify", 2048, "causal2048", "sparse", **_SPARSE),
+    "prefill-chunk": W("prefill-chunk", 8192, "causal", "sparse", **_SPARSE),
+    "combine-grid": W("combine-grid", 65536, "causal", "sparse", **_SPARSE),
+    "long-extend": W("long-extend", 131072, "arange2048", "sparse", **_SPARSE),
+    "stress": W("stress", 1048576, "stress", "dense", **_DENSE16),
 }
