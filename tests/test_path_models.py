@@ -244,11 +244,11 @@ def chain_by_tables(cand, t, W: int, ranks: int, F: int, dmax: int, P: int):
     return hrow, hd
 
 
-def midpath_geometry(B: int, P: int, bs: int, kmax: int) -> tuple[int, int]:
-    """(CTAs, rows a thread) of the mid path: the handler's launch decision (core/launch_plan.h)."""
+def midpath_geometry(B: int, P: int, bs: int, kmax: int) -> tuple[int, int] | None:
+    """(CTAs, rows a thread) of the mid path by the handler's launch decision (core/launch_plan.h), or None where
+    the batch takes another path (a device whose clusters are too small for the instances' rows a thread)."""
     d = _ffi.plan_launch(B, min(P, _ffi.PATH_PARTS), max(bs, 64), 5, True, 1, 232448, kmax)
-    assert d["path"] == 3, (B, P, bs, d)
-    return d["cluster"], d["rows_per_thread"]
+    return (d["cluster"], d["rows_per_thread"]) if d["path"] == 3 else None
 
 
 def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16, cap: int = 2048, T: int = 512,
@@ -267,7 +267,10 @@ def mid_path_model(lens, P: int, bs: int, F: int, n: int, B: int, kmax: int = 16
         return None
     t = [s % Q for s in S]
     cand = [j for j in range(n) if t[j] <= L]   # row 0 (t = 0) first
-    ranks, R = midpath_geometry(B, P, bs, kmax)   # R: the kernel instance's rows a thread
+    geometry = midpath_geometry(B, P, bs, kmax)
+    if geometry is None:
+        return None
+    ranks, R = geometry   # R: the kernel instance's rows a thread
     per = -(-B // ranks)   # rows a rank holds at most
     W = -(-per // R) * R
     if max(np.bincount(np.asarray(cand[1:], dtype=np.int64) // W, minlength=ranks)) > cap // ranks:

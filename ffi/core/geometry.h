@@ -38,8 +38,8 @@ inline int cluster_for(int64_t B, int kmax) {
 // rows and a fixed block of scan buffers and cluster-wide sums.
 constexpr int kGroupLog = 5;                       // 32 rows per group
 constexpr int kGroup = 1 << kGroupLog;
-constexpr int64_t kPartRecordBytes = 32;           // see PartRecord in cuda_kernels.cu
-constexpr int64_t kSmemFixedBytes = 1024;          // see Shared in cuda_kernels.cu
+constexpr int64_t kPartRecordBytes = 32;           // see PartRecord in cuda/common.cuh
+constexpr int64_t kSmemFixedBytes = 1024;          // see Shared in cuda/common.cuh
 
 // The smem kernel keeps a row's offset inside its group of 32 rows in 31 bits: 32 of the largest possible
 // row costs must fit. True for block_size_n >= 64 (FlashMLA) with any allowed F; false for small blocks.
@@ -55,7 +55,7 @@ MLA_HD int64_t rows_per_rank(int64_t B, int64_t K) {
 }
 
 // The low_smem kernel's cluster: cluster_for(B), but at most kWideCluster CTAs for a wide batch (more than
-// kChunk rows a CTA, run as three launches: cuda_kernels.cu). Measured on an H100 at 1M rows (perf log v18):
+// kChunk rows a CTA, run as three launches: cuda/wide_kernels.cu). Measured on an H100 at 1M rows (perf log v18):
 // 8 CTAs of 131,072 rows each beat 16 of 65,536 (dense 19.4-20.0 -> 19.0-19.4 us, sparse 7.0 -> 6.8), and 4 lose
 // (22 us dense). The cluster's work there is fixed per part, not per row (the chunk sums come from the launch
 // before), so fewer CTAs cost little, and a cluster of 8 has fewer SMs to wait for.
@@ -93,8 +93,10 @@ MLA_HD constexpr int64_t warppath_bytes(int64_t B) { return 20 * 32 * static_cas
 // Mid-size batches with per-row lengths (kMidMinRows <= B <= kMidPathRows, P <= kRowParts, block_size_n a power of two >= 64,
 // so that a row costs < 2^26 units) take the "mid path": a cluster of midpath_cluster(B, kmax) CTAs of
 // kMidThreads threads (the fewest, up to the device's largest cluster, that leave a CTA at most
-// kMidRankRows rows), each thread holding midpath_rows_per_thread(B, K) (4, 8, 16 or 24) consecutive rows of
-// its CTA's slice in registers. Its shared memory per CTA: see midpath_bytes.
+// kMidRankRows rows), each thread holding midpath_rows_per_thread(B, K) consecutive rows of its CTA's slice in
+// registers: 4, or 8 where the device's clusters are small (at most kMidMaxRowsPerThread: a batch that would need
+// more takes the general path; every sm_90+ device takes clusters of 8, so its mid path has 4 rows a thread). Its
+// shared memory per CTA: see midpath_bytes.
 // JAX_MLA_META_MID_MIN_ROWS / _MAX_ROWS move the mid path's bounds, for A/B builds only (benchmarks/README.md):
 // give both to the C++ and the CUDA compiler (CMAKE_CXX_FLAGS and CMAKE_CUDA_FLAGS), so plan() follows.
 #ifndef JAX_MLA_META_MID_MIN_ROWS
@@ -105,6 +107,8 @@ MLA_HD constexpr int64_t warppath_bytes(int64_t B) { return 20 * 32 * static_cas
 #endif
 constexpr int64_t kMidMinRows = JAX_MLA_META_MID_MIN_ROWS;
 constexpr int64_t kMidPathRows = JAX_MLA_META_MID_MAX_ROWS;
+// The kernel instances' rows a thread (cuda/kernel_table.h): 4 and 8; 16 too when the bound is moved past 16,384.
+constexpr int kMidMaxRowsPerThread = kMidPathRows > 16384 ? 16 : 8;
 constexpr int64_t kMidCand = 2048;   // at most kMidCand / K candidates a CTA (else the general path)
 constexpr int kMidThreads = 512;
 constexpr int64_t kMidRankRows = 2048;   // rows a CTA of the mid path aims at
@@ -124,6 +128,10 @@ MLA_HD constexpr int midpath_rows_per_thread(int64_t B, int64_t K) {
   const int64_t r = (B + K - 1) / K, T = kMidThreads;
   return r <= 4 * T ? 4 : (r <= 8 * T ? 8 : (r <= 16 * T ? 16 : 24));
 }
+// Whether a batch of B rows takes the mid path on a device whose largest cluster is kmax.
+MLA_HD constexpr bool midpath_takes(int64_t B, int64_t P, int64_t block_size_n, int kmax) {
+  return midpath_fits(B, P, block_size_n) && midpath_rows_per_thread(B, midpath_cluster(B, kmax)) <= kMidMaxRowsPerThread;
+}
 // The candidate bound L (rows with S mod Q <= L can be restarts while the chain's d stays <= L - F), and the
 // most chain states (d = 0 .. L - F) a CTA's table of the chain through its rows may have (F <= 127).
 constexpr int64_t kMidStates = 256;
@@ -134,7 +142,7 @@ MLA_HD constexpr int64_t midpath_bound(int64_t F) { return 128 + 2 * F < 0xffff 
 MLA_HD constexpr int64_t midpath_bytes() {
   return 4 * (kMidCand + 4) + 4 * kMidCand + 8 * (kRowParts + 2) + 8 * kMaxCluster + 24;
 }
-static_assert(kMidPathRows <= kMaxMidCluster * 24 * kMidThreads && kMidPathRows <= 65536 &&
+static_assert(kMidPathRows <= kMaxMidCluster * kMidMaxRowsPerThread * kMidThreads && kMidPathRows <= 65536 &&
                   kMaxMidCluster * kMidStates <= kMidCand,
               "the mid path: at most kMaxMidCluster CTAs, whose tables fit the rank slots");
 

@@ -50,7 +50,7 @@ inline LaunchPlan plan_launch(int64_t B, int64_t P, int64_t block_size_n, int64_
   // a mid-size batch with per-row lengths runs the mid path on a cluster of its own size (the smem kernel where
   // its shared memory fits there; on every H100 it does)
   const int kmid = midpath_cluster(B, kmax);
-  const bool mid = rows && midpath_fits(B, P, block_size_n) && (!use_smem || smem_bytes(B, P, kmid) <= optin);
+  const bool mid = rows && midpath_takes(B, P, block_size_n, kmax) && (!use_smem || smem_bytes(B, P, kmid) <= optin);
   p.smem = use_smem ? 1 : 0;
   p.cluster = mid ? kmid : (use_smem ? ks : low_smem_cluster(B, kmax));
   p.threads = mid ? kMidThreads : threads_for(rows_per_rank(B, p.cluster));

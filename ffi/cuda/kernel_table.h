@@ -23,10 +23,15 @@ struct KernelList {
 };
 
 // (threads, warp rows per lane, mid rows per thread) of each instance, by group. They must cover every value
-// plan_launch can return: threads_for, warppath_rows_per_lane and midpath_rows_per_thread in core/.
+// plan_launch can return: threads_for, warppath_rows_per_lane, and midpath_rows_per_thread up to
+// kMidMaxRowsPerThread (core/geometry.h).
 #define MLA_GENERAL_INSTANCES(X) X(256, 0, 0) X(512, 0, 0) X(1024, 0, 0)
 #define MLA_WARP_INSTANCES(X) X(256, 1, 0) X(256, 2, 0) X(256, 4, 0) X(256, 8, 0) X(256, 16, 0)
-#define MLA_MID_INSTANCES(X) X(512, 0, 4) X(512, 0, 8) X(512, 0, 16) X(512, 0, 24)
+#if JAX_MLA_META_MID_MAX_ROWS > 16384
+#define MLA_MID_INSTANCES(X) X(512, 0, 4) X(512, 0, 8) X(512, 0, 16)
+#else
+#define MLA_MID_INSTANCES(X) X(512, 0, 4) X(512, 0, 8)
+#endif
 
 KernelList general_smem_kernels();
 KernelList general_low_smem_kernels();

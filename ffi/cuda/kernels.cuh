@@ -17,26 +17,27 @@ namespace {
 
 // kWarpRows > 0: the warp path with kWarpRows rows per lane; kMidRows > 0: the mid path with kMidRows rows per
 // thread; either falls back to the general path (in the same launch) for a batch it cannot take exactly.
-// The general path out of line, for the mid path's instances: their kernels' own code is then the mid path
-// and a call, compiled alike in both kernels. Inlined, the two kernels' different general paths gave their
-// mid paths different register allocation and scheduling, and low_smem ran ~0.06 us slower than smem on the
-// same mid path (perf log v18). (The warp path's instances keep it inline: out of line they were slower.)
+// The general path out of line, for the warp and mid paths' instances: their kernels' own code is then the fast
+// path and a call to one shared copy (compiled once per group, not once per instance), and both kernels compile
+// the fast path alike (inlined, their different general paths gave the mid path different register allocation:
+// benchmarks/README.md, perf log v18 and v19).
 template <bool kSmem, int kNT, int kWarpRows>
 __device__ __noinline__ void general_call(const Args& a) { general_body<kSmem, kNT, kWarpRows>(a); }
 
 template <bool kSmem, int kNT, int kWarpRows, int kMidRows>
 __device__ __forceinline__ void sched_body(const Args& a) {
   MLA_STAMP(kEntry);
-  if constexpr (kWarpRows > 0) {   // launched only for per-row lengths with P <= 256 (core/launch_plan.h)
-    if (a.c.uniform < 0 && warp_path<kSmem, kWarpRows>(a)) return;
-  }
-  if constexpr (kMidRows > 0) {    // and these only where midpath_fits (core/geometry.h)
-    static_assert(kNT == kMidThreads, "the mid path runs on CTAs of kMidThreads threads");
-    if (a.c.uniform < 0 && a.bs_shift >= 6 && mid_path<kSmem, kMidRows>(a)) return;
+  if constexpr (kWarpRows > 0 || kMidRows > 0) {
+    if constexpr (kWarpRows > 0) {   // launched only for per-row lengths with P <= 256 (core/launch_plan.h)
+      if (a.c.uniform < 0 && warp_path<kSmem, kWarpRows>(a)) return;
+    } else {                         // and these only where midpath_fits (core/geometry.h)
+      static_assert(kNT == kMidThreads, "the mid path runs on CTAs of kMidThreads threads");
+      if (a.c.uniform < 0 && a.bs_shift >= 6 && mid_path<kSmem, kMidRows>(a)) return;
+    }
     const Args copy = a;   // the callee takes an address: copied here, on this rare path, not at kernel entry
-    general_call<kSmem, kNT, kWarpRows>(copy);
+    general_call<kSmem, kNT, (kWarpRows > 0 ? 1 : 0)>(copy);   // one copy for every instance of the group
   } else {
-    general_body<kSmem, kNT, kWarpRows>(a);
+    general_body<kSmem, kNT, 0>(a);
   }
 }
 

@@ -1,11 +1,11 @@
 // mid_path.cuh: mid-size batches with per-row lengths, the mid path. Both kernels, kMidMinRows <= B <=
-// kMidPathRows (1,793-12,288), P <= kRowParts (256), block_size_n a
-// power of two >= 64 (midpath_fits, schedule_core.h). A cluster of K CTAs (midpath_cluster: 1-8 on an H100)
-// of kMidThreads (512) threads; rank r owns rows [r W, r W + W) (W: ceil(B / K) rounded up to whole threads)
-// and thread i of it rows [r W + R i, r W + R i + R) (R = 4, 8, 16 or 24), whose costs it keeps in
-// registers: no per-row shared memory, so both kernels run it alike, and no division per row: each thread
-// divides once per pass and then steps its rows' tape positions past multiples of Q (see `residues`).
-// (Rolled loops that reread the lengths from L1 were 1.5x slower: measured at 11,622 rows on one CTA.)
+// kMidPathRows (1,793-12,288), P <= kRowParts (256), block_size_n a power of two >= 64 (midpath_takes,
+// core/geometry.h). A cluster of K CTAs (midpath_cluster: 1-8 on an H100) of kMidThreads (512) threads; rank r
+// owns rows [r W, r W + W) (W: ceil(B / K) rounded up to whole threads) and thread i of it rows
+// [r W + R i, r W + R i + R) (R = 4, or 8 on small clusters), whose costs it keeps in registers: no per-row shared
+// memory, so both kernels run it alike, and no division per row: each thread divides once per pass and then steps
+// its rows' tape positions past multiples of Q (see `residues`). (Rolled loops that reread the lengths from L1
+// were 1.5x slower.)
 //  * Each rank scans its costs and sends its sum to every rank (push: no cluster barrier, whose release
 //    costs ~1,300 cycles); then every thread knows the total, Q and S of its rows.
 //  * Candidates (as in the row path): rows with t = S mod Q <= L = 128 + 2F. While d + F <= L no other row
@@ -56,8 +56,7 @@ namespace {
 
 static_assert(midpath_bytes() <= kPartRecordBytes * kStageParts,
               "the mid path must fit the low_smem kernel's part records");
-static_assert(kMidPathRows <= kMaxMidCluster * 24 * kMidThreads && kMidPathRows <= 65536,
-              "the mid path: at most 24 rows a thread, 16-bit rows");
+static_assert(kMidPathRows <= 65536, "the mid path: 16-bit rows");
 
 // Warp 0 (all 32 lanes): the chain of restarts over cand[0 .. m) (row << 16 | t in row order) from d = d0, 32
 // candidates a ballot round (the row path's walk): lists them as hrow / hd [1 .. nh] (nh capped at lim), with

@@ -1,4 +1,4 @@
-// handler.cu: the CUDA FFI handler. It reads the device's limits once per device, asks the one launch decision
+// handler.cc: the CUDA FFI handler. It reads the device's limits once per device, asks the one launch decision
 // (core/launch_plan.h) what to run, finds that instance in the kernel table (kernel_table.h) and launches it on
 // the stream XLA gives (one launch; a wide low_smem batch adds a chunk-sums launch before the cluster and a
 // num_splits launch after it). Nothing per call but the launches: no synchronisation, no allocation, no
@@ -13,7 +13,7 @@
 #include "core/costs.h"
 #include "core/geometry.h"
 #include "core/launch_plan.h"
-#include "cuda/common.cuh"
+#include "cuda/args.h"
 #include "cuda/kernel_table.h"
 #include "handler_args.h"
 #include "xla/ffi/api/ffi.h"
