@@ -470,8 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=_int_arg(0), default=8, help="rows of the most-loaded-parts table (default: %(default)s)")
     s.add_argument("--json", metavar="FILE", help="write everything as JSON")
     s.add_argument("--plot", metavar="FILE",
-                   help=f"draw the schedule as .png, .svg or .pdf (no suffix: .png; needs matplotlib; at most "
-                        f"4,096 parts)")
+                   help="draw the schedule as .png, .svg or .pdf (no suffix: .png; needs matplotlib; at most "
+                        "4,096 parts)")
 
     b = sub.add_parser("bench", help="run the benchmark (jax_mla_meta.bench) with a progress display",
                        description="Benchmark on the default JAX device (and the CPU handler); writes results.json "

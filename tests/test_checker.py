@@ -12,7 +12,7 @@ import pytest
 from jax_mla_meta import reference, to_2026
 from jax_mla_meta.layouts import COLUMNS
 from jax_mla_meta.reference import ScheduleError, check_schedule
-from lengths import FAMILIES, lengths, topk_lengths
+from lengths import lengths, topk_lengths
 
 INT32_MAX = 2**31 - 1
 BS, F = 64, 5
