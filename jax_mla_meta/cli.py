@@ -399,6 +399,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CliError(f"--out {args.out!r} is a file; give a folder")
+    parent = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(parent):
+        raise CliError(f"--out {args.out!r}: folder {parent!r} does not exist "
+                       "(bench creates only the last folder of the path)")
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:

@@ -1,5 +1,6 @@
 """Quick bit-identity sweep of both CUDA kernels against the CPU handler (itself tested against the
-pure-Python reference), with poisoned outputs, over a grid of B, P, modes, num_valid and batch shapes.
+pure-Python reference), with poisoned outputs, over a grid of B, P, modes (dense, sparse, sparse with per-row
+lengths), both layouts, num_valid and batch shapes.
 
 Usage (on a GPU machine, package installed): python3 scripts/gpu_smoke.py [--max-b N]
 Prints one line per failure and a summary; exits 1 on any failure. The full suite (pytest with
@@ -12,7 +13,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jax_mla_meta as mm
@@ -46,18 +46,19 @@ def main() -> int:
     fails = runs = 0
     t0 = time.time()
 
-    def check(lens, P, topk, nv, kernel, tag):
+    def check(lens, P, topk, nv, kernel, tag, layout="2025", tl=None):
         nonlocal fails, runs
         x = np.asarray(lens, np.int32)
-        want = jax.jit(lambda s, v: mm.schedule(s, num_sm_parts=P, topk=topk, num_valid=v))(
-            jax.device_put(x, cpu), jax.device_put(np.int32(nv), cpu))
+        kw = dict(num_sm_parts=P, topk=topk, layout=layout)
+        want = jax.jit(lambda s, v, t: mm.schedule(s, num_valid=v, topk_length=t, **kw))(
+            jax.device_put(x, cpu), jax.device_put(np.int32(nv), cpu), None if tl is None else jax.device_put(tl, cpu))
         want = [np.asarray(w) for w in want]
         batch = x.shape[:-1]
         poison_m = np.full(batch + (P, 8), -777, np.int32)
         poison_s = np.full(x.shape[:-1] + (x.shape[-1] + 1,), -777, np.int32)
-        args = [jax.device_put(v, gpu) for v in (poison_m, poison_s, x, np.int32(nv))]
-        got = jax.jit(lambda m, s_, l, v: api._schedule_into(m, s_, l, num_sm_parts=P, topk=topk, kernel=kernel,
-                                                             num_valid=v))(*args)
+        args = [None if v is None else jax.device_put(v, gpu) for v in (poison_m, poison_s, x, np.int32(nv), tl)]
+        got = jax.jit(lambda m, s_, l, v, t: api._schedule_into(m, s_, l, kernel=kernel, num_valid=v, topk_length=t,
+                                                                **kw))(*args)
         got = [np.asarray(g) for g in got]
         runs += 1
         for name, g, w in zip(("meta", "splits"), got, want):
@@ -72,18 +73,20 @@ def main() -> int:
         for P in (1, 66, 132, 160, 161, 1500):   # up to 161: the window walker (5 and 6 windows); 1500: the other
             if P in (160, 161, 1500) and B > 70000 and not (P == 160 and B == Bs[-1]):
                 continue
-            for mode in ("dense", "sparse"):
+            for mode in ("dense", "sparse", "rows"):
                 kinds = ("decode", "short", "mixed") if mode == "dense" else (2048, 0, 64)
                 for kind in kinds:
-                    if mode == "dense" and B > 200000 and kind != "decode":
+                    if mode != "sparse" and B > 200000 and kind not in ("decode", 2048):
                         continue
                     lens = lengths(rng, B, kind) if mode == "dense" else rng.integers(0, 5000, B)
                     topk = None if mode == "dense" else kind
+                    tl = rng.integers(-2, kind + 70, B).astype(np.int32) if mode == "rows" else None
                     nv = B if rng.random() < 0.7 else int(rng.integers(0, B + 1))
+                    layout = "2026" if rng.random() < 0.5 else "2025"
                     for kernel in ("smem", "low_smem", "auto"):
                         if kernel == "smem" and mm.plan(B, P, kernel="smem", device=gpu).kernel == "error":
                             continue
-                        check(lens, P, topk, nv, kernel, f"B={B} P={P} {mode}/{kind} nv={nv}")
+                        check(lens, P, topk, nv, kernel, f"B={B} P={P} {mode}/{kind} nv={nv} {layout}", layout, tl)
         print(f"B={B} done, {runs} runs, {fails} failures, {time.time() - t0:.0f} s", flush=True)
     # batched (vmap-like leading dims), misaligned rows per batch, and huge lengths
     for B, G in ((5, 3), (4097, 2), (20001, 3), (150001, 2)):

@@ -47,7 +47,8 @@ def lognormal(np, B: int, seed: int):
 
 
 def extra_cases(np):
-    """(label, lengths, P, topk, num_valid) edge cases of SPEC.md section 6 (correctness-only extras)."""
+    """(label, lengths, P, topk, num_valid) edge cases of docs/spec.md (correctness-only extras); a sixth item, when
+    present, holds more schedule() arguments (per-row sparse lengths, the 2026 layout)."""
     i32max = 2**31 - 1
     return [
         ("B = 0", np.zeros(0, np.int32), 132, None, None),
@@ -61,18 +62,24 @@ def extra_cases(np):
         ("sparse topk 0", np.zeros(777, np.int32), 66, 0, None),
         ("num_valid padding", np.full(4096, 3000, np.int32), 132, None, 1234),
         ("num_valid 0", np.full(4096, 3000, np.int32), 132, None, 0),
-        # the dense mid path's three ways of finding the chain (cuda_kernels.cu, mid_path): one CTA; a cluster
+        # the mid path's three ways of finding the chain (cuda/mid_path.cuh): one CTA; a cluster
         # that exchanges candidate lists (many candidates a rank); a cluster that exchanges tables, with
         # rows past num_valid in several ranks
         ("mid path, one CTA", lognormal(np, 2000, 1), 132, None, None),
         ("mid path, lists", lognormal(np, 4096, 2), 132, None, None),
         ("mid path, tables, num_valid", np.full(11000, 9000, np.int32), 132, None, 7000),
-        # low_smem runs batches of more than 8,192 rows per CTA as three launches ("wide" in cuda_kernels.cu)
+        # low_smem runs batches of more than 8,192 rows per CTA as three launches (cuda/wide_kernels.cu)
         ("wide batch, dense", np.random.default_rng(5).integers(0, 20000, 140_001).astype(np.int32), 132, None,
          None),
         ("wide batch, dense, num_valid", np.random.default_rng(6).integers(0, 20000, 140_001).astype(np.int32), 132,
          None, 100_000),
         ("wide batch, sparse", np.zeros(140_001, np.int32), 66, 2048, None),
+        # per-row sparse lengths (section 8) and the 2026 layout on every path: warp, row, mid, general, wide
+        *[(f"per-row sparse {B} rows, 2026", np.zeros(B, np.int32), P, 2048, nv,
+           dict(layout="2026", topk_length=np.random.default_rng(B).integers(-3, 2100, B).astype(np.int32)))
+          for B, P, nv in ((300, 66, None), (1500, 66, None), (11622, 66, 9000), (20000, 66, None),
+                           (140_001, 66, None))],
+        ("2026 layout, dense mid path", lognormal(np, 4096, 3), 132, None, None, dict(layout="2026")),
     ]
 
 
@@ -99,40 +106,41 @@ def main(argv: list[str] | None = None) -> int:
         dev = gpus[0]
     tag = f"[{args.tag}] " if args.tag else ""
 
-    cases = []   # (label, lengths, P, topk, num_valid)
+    cases = []   # (label, lengths, P, topk, num_valid, more schedule() arguments)
     for w in workloads.spec_workloads(args.max_b):
-        cases.append((w.label, w.seqlens(seed=args.seed), w.num_sm_parts, w.topk, None))
+        cases.append((w.label, w.seqlens(seed=args.seed), w.num_sm_parts, w.topk, None, {}))
     if not args.no_extras:
-        cases += [c for c in extra_cases(np) if args.max_b is None or len(c[1]) <= args.max_b]
+        cases += [(*c[:5], c[5] if len(c) > 5 else {}) for c in extra_cases(np)
+                  if args.max_b is None or len(c[1]) <= args.max_b]
     cases = [c for c in cases if args.only in c[0]]
 
     runs = ok = mismatches = skipped = 0
     fns: dict = {}
-    for label, lens, P, topk, nv in cases:
+    for label, lens, P, topk, nv, more in cases:
         B = len(lens)
-        want = reference.schedule(lens, P, topk=topk, num_valid=nv)
+        want = reference.schedule(lens, P, topk=topk, num_valid=nv, **more)
+        layout = more.get("layout", "2025")
+        tl = more.get("topk_length")
+        tl_dev = None if tl is None else jax.device_put(tl, dev)
         x = jax.device_put(lens, dev)
         nv_dev = None if nv is None else jax.device_put(np.int32(nv), dev)
         for kernel in args.kernels:
-            plan = mm.plan(B, P, kernel=kernel, device=dev)
+            plan = mm.plan(B, P, kernel=kernel, device=dev, topk=topk, per_row=tl is not None)
             if plan.kernel == "error":                # forced smem does not fit this device
                 skipped += 1
                 print(f"{tag}SKIP {label:<42} kernel={kernel:<8} B={B} P={P}: {plan.reason}", flush=True)
                 continue
-            key = (B, P, topk, kernel, nv is None)
+            key = (B, P, topk, kernel, layout)
             if key not in fns:
-                if nv is None:
-                    fns[key] = jax.jit(lambda s, P=P, topk=topk, kernel=kernel: mm.schedule(
-                        s, num_sm_parts=P, topk=topk, kernel=kernel, device=dev))
-                else:
-                    fns[key] = jax.jit(lambda s, n, P=P, topk=topk, kernel=kernel: mm.schedule(
-                        s, num_sm_parts=P, topk=topk, kernel=kernel, num_valid=n, device=dev))
+                fns[key] = jax.jit(lambda s, n, t, P=P, topk=topk, kernel=kernel, layout=layout: mm.schedule(
+                    s, num_sm_parts=P, topk=topk, kernel=kernel, num_valid=n, device=dev, layout=layout,
+                    topk_length=t))
             f = fns[key]
             for rep in range(args.repeat):
                 runs += 1
                 t = time.perf_counter()
                 try:
-                    out = f(x) if nv is None else f(x, nv_dev)
+                    out = f(x, nv_dev, tl_dev)
                     meta, splits = (np.asarray(a) for a in out)
                 except Exception as e:  # noqa: BLE001 - a failed call is a finding, keep going
                     mismatches += 1
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                     bad = np.flatnonzero(splits != want[1])[:3].tolist()
                     problems.append(f"num_splits differs at {bad}")
                 try:
-                    reference.check_schedule(meta, splits, lens, topk=topk, num_valid=nv)
+                    reference.check_schedule(meta, splits, lens, topk=topk, num_valid=nv, **more)
                 except reference.ScheduleError as e:
                     problems.append(f"check_schedule: {e}")
                 if problems:
