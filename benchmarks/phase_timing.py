@@ -4,7 +4,8 @@ python3 benchmarks/phase_timing.py [B ...]
 python3 benchmarks/phase_timing.py --ranks [B ...]   (the dense mid path, 1,793 <= B <= 12,288: every rank's
                                                      %globaltimer stamps, ns from the first rank's start)
 
-Thread 0 of rank 0 stamps clock64() into the workspace; phases (see cuda_kernels.cu):
+Thread 0 of rank 0 stamps clock64() into the workspace; phases (stamp:: in ffi/cuda/common.cuh,
+taken where ffi/cuda/general_path.cuh, row_path.cuh, warp_path.cuh and mid_path.cuh say MLA_STAMP):
   start: reading num_valid, scan: costs and prefix sums of the rank's rows (dense only; sparse mode has a closed form),
   rows: rank sums exchanged, each lo_q's row found and broadcast, cluster barrier,
   walk: the walker (window walker, P <= 512: the chain of restarts and the per-window masks), out: metadata
@@ -25,11 +26,24 @@ import sys
 import jax
 import numpy as np
 
-from jax_mla_meta import _ffi, api, workloads
+from jax_mla_meta import _ffi, plan, workloads
 from jax_mla_meta._primitive import schedule_p
 
 dev = jax.devices()[0]
-# The mid path's per-rank stamps (MLA_MID_STAMP in cuda_kernels.cu), in the order they are taken.
+if dev.platform != "gpu":
+    sys.exit("phase_timing.py reads the CUDA kernels' stamps: it needs a GPU (and a JAX_MLA_META_PHASE_TIMING build)")
+
+
+def workspace(lens, B: int, P: int, topk: int, kernel: int) -> np.ndarray:
+    """The kernels' workspace after a few calls (the stamps of the last one)."""
+    f = jax.jit(lambda s: schedule_p.bind(s, np.int32(B), num_sm_parts=P, block_size_n=64,
+                                          fixed_overhead_num_blocks=5, topk=topk, extra_topk=0, row_inputs=0,
+                                          layout=0, kernel=kernel)[2])
+    for _ in range(4):
+        ws = np.asarray(f(lens))
+    return ws
+
+# The mid path's per-rank stamps (MLA_MID_STAMP in ffi/cuda/mid_path.cuh), in the order they are taken.
 # From cand.scan on, the two ways of mid_path: by tables (listed, table sent, tables landed, chain followed
 # through them, own walk) or by lists (sent, counts landed, lists landed, laid out, walk).
 MID_STAMPS = [(5, "start"), (0, "loaded"), (1, "scan"), (13, "phase0"), (10, "sums"), (2, "cand.scan"),
@@ -40,12 +54,9 @@ MID_STAMPS = [(5, "start"), (0, "loaded"), (1, "scan"), (13, "phase0"), (10, "su
 def rank_timeline(B: int, P: int = 132) -> None:
     offs = _ffi._cpu.workspace_offsets(B, P)
     for kernel, name in ((1, "smem"), (2, "low_smem")):
-        K = api.plan(B, P, kernel=name, device=dev).cluster_size
+        K = plan(B, P, kernel=name, device=dev).cluster_size
         lens = jax.device_put(workloads.lengths("lognormal", B, seed=B), dev)
-        f = jax.jit(lambda s: schedule_p.bind(s, np.int32(B), num_sm_parts=P, block_size_n=64,
-                                              fixed_overhead_num_blocks=5, topk=-1, kernel=kernel))
-        for _ in range(6):
-            ws = np.asarray(f(lens)[2])
+        ws = workspace(lens, B, P, -1, kernel)
         g = ws[offs["chunks"]:offs["chunks"] + 8 * 16 * K].view(np.uint64).reshape(K, 16).astype(np.int64)
         t0 = g[:, 5].min()
         print(f"B={B} P={P} dense {name} K={K} (ns from the first rank's start)")
@@ -63,13 +74,10 @@ for B in [int(a) for a in sys.argv[1:]] or [1, 512, 4096, 20000, 65536, 1 << 20]
         off = _ffi._cpu.workspace_offsets(B, P)["scalars"]
         lens = jax.device_put(workloads.lengths("lognormal", B, seed=B), dev)
         for kernel, name in ((1, "smem"), (2, "low_smem")):
-            pl = api.plan(B, P, kernel=name, device=dev)
+            pl = plan(B, P, kernel=name, device=dev, topk=None if topk < 0 else topk)
             if pl.kernel == "error":
                 continue
-            f = jax.jit(lambda s: schedule_p.bind(s, np.int32(B), num_sm_parts=P, block_size_n=64,
-                                                  fixed_overhead_num_blocks=5, topk=topk, kernel=kernel))
-            for _ in range(3):
-                ws = np.asarray(f(lens)[2])
+            ws = workspace(lens, B, P, topk, kernel)
             t = ws[off:off + 128].view(np.int64)
             t1 = t[1] if topk < 0 else t[0]
             d = dict(start=t[0] - t[7], scan=t1 - t[0], rows=t[2] - t1, walk=t[3] - t[2], out=t[4] - t[3])

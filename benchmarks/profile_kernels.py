@@ -5,7 +5,6 @@ ncu --metrics gpu__time_duration.sum python3 benchmarks/profile_kernels.py 1 200
 import sys
 
 import jax
-import numpy as np
 
 import jax_mla_meta as mm
 from jax_mla_meta import workloads

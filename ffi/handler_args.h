@@ -73,7 +73,7 @@ inline ffi::Error decode_call(ffi::Buffer<ffi::S32> seqlens, ffi::Buffer<ffi::S3
   int64_t G = 1;
   for (size_t k = 0; k + 1 < d.size(); ++k) G *= d[k];
   if (B + num_sm_parts + 1 > kMaxRows) return bad("batch too large: B + num_sm_parts must be < 2^31 - 1");
-  if (num_valid.element_count() != G) return bad("num_valid must hold one value per batch");
+  if (static_cast<int64_t>(num_valid.element_count()) != G) return bad("num_valid must hold one value per batch");
   const size_t n_rows = (row_inputs & 1) + (row_inputs >> 1);
   if (rest.size() != n_rows && rest.size() != n_rows + 2) return bad("unexpected number of operands");
   const int32_t* row_ptr[2] = {nullptr, nullptr};
@@ -81,15 +81,17 @@ inline ffi::Error decode_call(ffi::Buffer<ffi::S32> seqlens, ffi::Buffer<ffi::S3
     if (!((row_inputs >> bit) & 1)) continue;
     auto buf = rest.get<ffi::Buffer<ffi::S32>>(k++);
     if (buf.has_error()) return bad(bit == 0 ? "topk_length must be int32" : "extra_topk_length must be int32");
-    if (buf->element_count() != G * B)
-      return bad(bit == 0 ? "topk_length must have the shape of seqlens" : "extra_topk_length must have the shape of seqlens");
+    if (static_cast<int64_t>(buf->element_count()) != G * B)
+      return bad(bit == 0 ? "topk_length must have the shape of seqlens"
+                          : "extra_topk_length must have the shape of seqlens");
     row_ptr[bit] = buf->typed_data();
   }
   const LengthSpec spec = length_spec(topk, extra_topk, row_inputs & 1, row_inputs & 2, layout == kLayout2026,
                                       seqlens.typed_data(), row_ptr[0], row_ptr[1]);
   if (spec.error) return bad(spec.error);
-  if (meta->element_count() != G * num_sm_parts * 8) return bad("tile_scheduler_metadata has the wrong size");
-  if (splits->element_count() != G * (B + 1)) return bad("num_splits has the wrong size");
+  if (static_cast<int64_t>(meta->element_count()) != G * num_sm_parts * 8)
+    return bad("tile_scheduler_metadata has the wrong size");
+  if (static_cast<int64_t>(splits->element_count()) != G * (B + 1)) return bad("num_splits has the wrong size");
   const int64_t ws = workspace_bytes(B, num_sm_parts);
   if (static_cast<int64_t>(workspace->size_bytes()) < G * ws) return bad("workspace too small");
   out->G = G;

@@ -8,6 +8,7 @@ from . import reference
 from ._ffi import HAS_CUDA, smem_bytes, smem_supported, workspace_bytes
 from .api import get_mla_metadata, schedule
 from .checker import ScheduleError, ScheduleStats, check_schedule
+from .decode import flash_mla_with_kvcache
 from .host_rules import HostRule, device_facts, host_rule, num_sm_parts_for
 from .layouts import LAYOUTS, to_2026
 from .plan import Plan, max_smem_rows, plan
@@ -23,6 +24,7 @@ __all__ = [
     "ScheduleStats",
     "check_schedule",
     "device_facts",
+    "flash_mla_with_kvcache",
     "get_mla_metadata",
     "host_rule",
     "max_smem_rows",

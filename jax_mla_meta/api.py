@@ -176,11 +176,11 @@ def get_mla_metadata(
 
     ``layout`` picks the FlashMLA generation: "2025" (the default) for FlashMLA's get_mla_metadata of 2025 and
     sgl-kernel before 2026, "2026" for DecodingSchedMeta, which every FlashMLA build since January 2026 consumes
-    (deepseek-ai main, the sgl-project sgl branch that sgl-kernel ships, vLLM's fork). ``scheduler`` ("flashmla"
-    or "sgl-kernel") picks whose host rule computes P in 2026; ``head_dim_qk`` (q's last dim, 576 for DeepSeek V3.2, 512 for V4)
-    matters for sparse SM100 with 128 heads. ``device`` defaults to the default JAX device; a non-CUDA device is
-    taken as an H100 (132 SMs, SM90). Pass ``num_sm_parts`` (and ``fixed_overhead_num_blocks``) to override the
-    rule. Returns ``(tile_scheduler_metadata, num_splits)``.
+    (deepseek-ai main, the sgl-project sgl branch that sgl-kernel ships, vLLM's fork). ``scheduler`` ("flashmla" or
+    "sgl-kernel") picks whose host rule computes P in 2026; ``head_dim_qk`` (q's last dim, 576 for DeepSeek V3.2,
+    512 for V4) matters for sparse SM100 with 128 heads. ``device`` defaults to the default JAX device; a non-CUDA
+    device is taken as an H100 (132 SMs, SM90). Pass ``num_sm_parts`` (and ``fixed_overhead_num_blocks``) to
+    override the rule. Returns ``(tile_scheduler_metadata, num_splits)``.
     """
     int32_array("cache_seqlens", cache_seqlens)
     dev = device_of(device)

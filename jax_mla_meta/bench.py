@@ -126,37 +126,51 @@ def device_time_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, ran:
     return quantiles(spans) if spans else (float("nan"),) * 3
 
 
-def step_time_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, repeats: int = 7) -> float:
-    """What one call adds to a jitted 256-step loop (see the module docstring)."""
-    arrays, static = _split(kw)
+def loop_cost_us(op: Callable, x, rows: dict, repeats: int = 7) -> float:
+    """What ``op(lengths, rows) -> int32 scalar`` adds to a jitted STEPS-step ``fori_loop`` (µs per step): the
+    loop's wall time with the op, minus without it, over STEPS; median of ``repeats`` runs after 3 warm-up runs
+    (compile, and the first run of a command buffer records it). The lengths depend on the loop state, so XLA
+    cannot hoist the op out of the loop."""
 
-    def program(with_call: bool):
+    def program(with_op: bool):
         def body(i, carry):
             acc, x, rows = carry
-            xin = jnp.where(acc < 0, x + 1, x)   # the lengths depend on the loop state: no hoisting
-            if with_call:
-                meta, splits = api.schedule(xin, num_sm_parts=P, kernel=kernel, **static, **rows)
-                acc = acc + (meta[0, 0] & 1) + (splits[-1] & 1)
-            else:
-                acc = acc + (xin[0] & 1) + (xin[-1] & 1)
+            xin = jnp.where(acc < 0, x + 1, x)
+            acc = acc + (op(xin, rows) if with_op else (xin[0] & 1) + (xin[-1] & 1))
             return acc, x, rows
 
         return jax.jit(lambda x, rows: lax.fori_loop(0, STEPS, body, (jnp.int32(0), x, rows))[0])
 
-    x = jax.device_put(lens, device)
-    rows = {k: jax.device_put(v, device) for k, v in arrays.items()}
     times = {}
-    for with_call in (False, True):
-        f = program(with_call)
-        for _ in range(3):   # compile, then warm up (the first run of a command buffer records it)
+    for with_op in (False, True):
+        f = program(with_op)
+        for _ in range(3):
             jax.block_until_ready(f(x, rows))
         ts = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             jax.block_until_ready(f(x, rows))
             ts.append(time.perf_counter() - t0)
-        times[with_call] = statistics.median(ts)
+        times[with_op] = statistics.median(ts)
     return (times[True] - times[False]) * 1e6 / STEPS
+
+
+def schedule_op(P: int, kernel: str, static: dict) -> Callable:
+    """A loop op that calls ``schedule`` and reads two of its results."""
+
+    def op(xin, rows):
+        meta, splits = api.schedule(xin, num_sm_parts=P, kernel=kernel, **static, **rows)
+        return (meta[0, 0] & 1) + (splits[-1] & 1)
+
+    return op
+
+
+def step_time_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, repeats: int = 7) -> float:
+    """What one call adds to a jitted STEPS-step loop (see the module docstring)."""
+    arrays, static = _split(kw)
+    x = jax.device_put(lens, device)
+    rows = {k: jax.device_put(v, device) for k, v in arrays.items()}
+    return loop_cost_us(schedule_op(P, kernel, static), x, rows, repeats)
 
 
 def call_times_us(fn, x, repeats: int) -> list[float]:
@@ -250,7 +264,8 @@ def gpu_table(rows: list[dict], no_graph: dict | None = None) -> str:
              f"{'step':>6} {'no-graph':>8} {'e2e':>7} {'original':>9}"]
     for r in rows:
         ng = no_graph.get(r["label"]) if r["kernel"] == "auto" else None
-        lines.append(f"{r['label']:<46} {r['kernel']:<9} {r['ran']:<9} {r['path'] or '-':<8} {r.get('cluster') or '-':>4} "
+        lines.append(f"{r['label']:<46} {r['kernel']:<9} {r['ran']:<9} {r['path'] or '-':<8} "
+                     f"{r.get('cluster') or '-':>4} "
                      f"{_fmt(r['device_us']):>7} {_fmt(r['p10_us']) + '-' + _fmt(r['p90_us']):>12} "
                      f"{_fmt(r['step_us']):>6} {_fmt(ng):>8} {_fmt(r['e2e_us']):>7} {_fmt(r['original_us']):>9}")
     return "\n".join(lines)

@@ -275,7 +275,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             raise CliError(str(e).replace("Pass num_sm_parts=... and fixed_overhead_num_blocks=...",
                                           "Pass --num-sm-parts and --fixed-overhead-num-blocks")) from None
         P = rule.num_sm_parts
-        F = args.fixed_overhead_num_blocks if args.fixed_overhead_num_blocks is not None else rule.fixed_overhead_num_blocks
+        F = args.fixed_overhead_num_blocks
+        if F is None:
+            F = rule.fixed_overhead_num_blocks
         assumed = "" if host_rules.device_facts(dev)[2] else ", assumed H100"
         p_reason = f"FlashMLA's host rule: {rule.rule}{assumed}"
     if plot_path is not None and P > plot.MAX_PARTS:
@@ -450,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lengths", metavar="FILE", help=".npy or text file of integer lengths (sets B)")
     s.add_argument("--mode", choices=["dense", "sparse"], help="default: the preset's (sparse if --topk is given)")
     s.add_argument("--topk", metavar="K", type=_int_arg(0, INT32_MAX), help="sparse top-k (default: 2048)")
-    s.add_argument("--topk-length", metavar="FILE|uniform", help="per-row top-k counts: a file, or 'uniform' in [0, topk]")
+    s.add_argument("--topk-length", metavar="FILE|uniform",
+                   help="per-row top-k counts: a file, or 'uniform' in [0, topk]")
     s.add_argument("--extra-topk", metavar="N", type=_int_arg(0, INT32_MAX), help="size of an extra KV cache (sparse)")
     s.add_argument("--extra-topk-length", metavar="FILE", help="per-row extra-cache counts (sparse)")
     s.add_argument("--layout", choices=["2025", "2026"], default="2025",
@@ -470,8 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CUDA kernel (default: %(default)s)")
     s.add_argument("--seed", type=_int_arg(0), default=0, help="seed of the generated lengths (default: %(default)s)")
     s.add_argument("--device", choices=["cpu", "gpu"], help="default: JAX's default device")
-    s.add_argument("--repeats", type=_int_arg(0, 100000), default=20, help="timed calls, 0: none (default: %(default)s)")
-    s.add_argument("--top", type=_int_arg(0), default=8, help="rows of the most-loaded-parts table (default: %(default)s)")
+    s.add_argument("--repeats", type=_int_arg(0, 100000), default=20,
+                   help="timed calls, 0: none (default: %(default)s)")
+    s.add_argument("--top", type=_int_arg(0), default=8,
+                   help="rows of the most-loaded-parts table (default: %(default)s)")
     s.add_argument("--json", metavar="FILE", help="write everything as JSON")
     s.add_argument("--plot", metavar="FILE",
                    help="draw the schedule as .png, .svg or .pdf (no suffix: .png; needs matplotlib; at most "

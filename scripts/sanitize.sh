@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run NVIDIA compute-sanitizer (memcheck, racecheck, synccheck, initcheck) over scripts/sanitize_driver.py,
-# which runs both CUDA kernels ("smem" where it fits, and "low_smem") on the SPEC.md section 6 workloads and
-# checks every output against the reference. Prints a summary table last; logs go to $OUT (default ./sanitize_out).
+# which runs both CUDA kernels ("smem" where it fits, and "low_smem") on the workloads of docs/spec.md (both
+# layouts, dense and sparse, per-row sparse lengths) and checks every output against the reference. Prints a summary table last; logs go to $OUT (default ./sanitize_out).
 #
 # Needs: a CUDA GPU, compute-sanitizer on PATH, the package installed (with its CUDA module).
 #
@@ -16,8 +16,9 @@
 #   --dry-run                 no GPU, no sanitizer: run the driver on the CPU once per tool (checks this script)
 # Environment: PYTHON (default python3); SANITIZER (default compute-sanitizer); SANITIZE_KERNEL_FILTER, the
 # sanitizer's kernel filter arguments (default: --kernel-name kns=mla_meta, which matches all of our kernels,
-# mla_smem_kernel<N, R> and mla_low_smem_kernel<N, R> (N = 256, 512, 1024; R > 0: the warp path's instances),
-# mla_chunk_sums_kernel and mla_splits_kernel: they live in namespace mla_meta). compute-sanitizer filters
+# mla_smem_kernel<N, W, M> and mla_low_smem_kernel<N, W, M> (N threads; W > 0: the warp path's instances,
+# M > 0: the mid path's; see ffi/cuda/kernel_table.h), mla_chunk_sums_kernel and mla_splits_kernel: they live
+# in namespace mla_meta). compute-sanitizer filters
 # take key=value (kns = substring, kne = exact name), not ncu's "regex:".
 set -uo pipefail
 
@@ -41,7 +42,7 @@ while (($#)); do
     --timeout) TIMEOUT=$2; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --) shift; DRIVER_ARGS=("$@"); break ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "sanitize.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-dist}
 command -v nvcc >/dev/null || { echo "wheel.sh: nvcc not found: these wheels carry the CUDA module" >&2; exit 2; }
 for py in ${PYTHONS:-python3.11 python3.12}; do
+  "$py" -c "" 2>/dev/null || { echo "wheel.sh: '$py' does not run here: name the interpreters, e.g." \
+    "PYTHONS='/path/to/python3.11 /path/to/python3.12' bash scripts/wheel.sh" >&2; exit 2; }
   echo "wheel.sh: building with $py ($($py --version 2>&1))"
   "$py" -m pip wheel --no-deps -w "$OUT" . \
     -Ccmake.define.JAX_MLA_META_CUDA=ON \

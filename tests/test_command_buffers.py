@@ -21,8 +21,8 @@ import numpy as np
 from conftest import need_gpus
 from test_transforms import run_child, with_xla_flags
 
-SERVING_FLAGS = "--xla_gpu_graph_min_graph_size=1 --xla_gpu_enable_command_buffer=+WHILE"
-OFF_FLAGS = "--xla_gpu_enable_command_buffer="
+from jax_mla_meta.bench import GRAPH_FLAGS as SERVING_FLAGS      # the flags the README gives and bench.py uses
+from jax_mla_meta.bench import NO_GRAPH_FLAGS as OFF_FLAGS
 PROGRAMS = ("lone", "fori", "scanned", "wide")
 
 

@@ -84,7 +84,8 @@ def test_many_parts(rng):
         for layout in ("2025", "2026"):
             want = ref(lens, P, layout=layout)
             for kernel in ("auto", "low_smem"):
-                assert_same(run(dev, lens, P, None, kernel, layout), want, f"B={B} P={P} {kernel} {layout} seed {rng.seed}")
+                assert_same(run(dev, lens, P, None, kernel, layout), want,
+                            f"B={B} P={P} {kernel} {layout} seed {rng.seed}")
 
 
 def test_small_block_size_goes_to_low_smem():

@@ -220,7 +220,7 @@ def chain_by_tables(cand, t, W: int, ranks: int, F: int, dmax: int, P: int):
     most 32 candidates in the rank, takes them from the hit mask of its table entry at that d: the same
     list as table[d][1] here). Returns the restarts ([0] + rows,
     [0] + their d) or None where the chain leaves the bound (d > dmax or more than P restarts)."""
-    def follow(lst, d):   # table_entry (one entry) and walk_candidates (the listing) in cuda_kernels.cu
+    def follow(lst, d):   # table_entry (one entry) and walk_candidates (the listing) in ffi/cuda/mid_path.cuh
         hits = []
         for j in lst:
             if d > dmax:

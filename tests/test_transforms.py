@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as PS
 import jax_mla_meta as mm
 from conftest import assert_same, need_gpus, ref
 from jax_mla_meta import _ffi, reference
+from jax_mla_meta.bench import GRAPH_FLAGS
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TESTS_DIR)
@@ -38,7 +39,7 @@ EXPORT_TARGETS = TARGETS if mm.HAS_CUDA else tuple(t for t in TARGETS if "cpu" i
 
 # The serving flags of the README (test_command_buffers.py proves capture with them on a GPU). An unknown XLA flag
 # aborts the process in parse_flags_from_env, so the CPU test below would catch a typo.
-COMMAND_BUFFER_FLAGS = "--xla_gpu_graph_min_graph_size=1 --xla_gpu_enable_command_buffer=+WHILE"
+COMMAND_BUFFER_FLAGS = GRAPH_FLAGS
 CHILD_TIMEOUT_S = 300
 
 

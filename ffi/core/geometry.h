@@ -90,8 +90,8 @@ MLA_HD constexpr bool warppath_fits(int64_t B, int64_t P, int64_t K) {
 }
 MLA_HD constexpr int64_t warppath_bytes(int64_t B) { return 20 * 32 * static_cast<int64_t>(warppath_rows_per_lane(B)); }
 
-// Mid-size batches with per-row lengths (kMidMinRows <= B <= kMidPathRows, P <= kRowParts, block_size_n a power of two >= 64,
-// so that a row costs < 2^26 units) take the "mid path": a cluster of midpath_cluster(B, kmax) CTAs of
+// Mid-size batches with per-row lengths (kMidMinRows <= B <= kMidPathRows, P <= kRowParts, block_size_n a power
+// of two >= 64, so that a row costs < 2^26 units) take the "mid path": a cluster of midpath_cluster(B, kmax) CTAs of
 // kMidThreads threads (the fewest, up to the device's largest cluster, that leave a CTA at most
 // kMidRankRows rows), each thread holding midpath_rows_per_thread(B, K) consecutive rows of its CTA's slice in
 // registers: 4, or 8 where the device's clusters are small (at most kMidMaxRowsPerThread: a batch that would need
@@ -130,7 +130,8 @@ MLA_HD constexpr int midpath_rows_per_thread(int64_t B, int64_t K) {
 }
 // Whether a batch of B rows takes the mid path on a device whose largest cluster is kmax.
 MLA_HD constexpr bool midpath_takes(int64_t B, int64_t P, int64_t block_size_n, int kmax) {
-  return midpath_fits(B, P, block_size_n) && midpath_rows_per_thread(B, midpath_cluster(B, kmax)) <= kMidMaxRowsPerThread;
+  return midpath_fits(B, P, block_size_n) &&
+         midpath_rows_per_thread(B, midpath_cluster(B, kmax)) <= kMidMaxRowsPerThread;
 }
 // The candidate bound L (rows with S mod Q <= L can be restarts while the chain's d stays <= L - F), and the
 // most chain states (d = 0 .. L - F) a CTA's table of the chain through its rows may have (F <= 127).

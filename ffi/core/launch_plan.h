@@ -27,7 +27,9 @@ struct LaunchPlan {
 };
 
 // Threads per CTA for a rank of `rows` rows: the fewest that hold them in one chunk (8 rows per thread).
-inline int threads_for(int64_t rows) { return rows <= 256 * kRowsPerThread ? 256 : (rows <= 512 * kRowsPerThread ? 512 : 1024); }
+inline int threads_for(int64_t rows) {
+  return rows <= 256 * kRowsPerThread ? 256 : (rows <= 512 * kRowsPerThread ? 512 : 1024);
+}
 
 // B rows, P parts, block size, F; `rows`: lengths per row (dense, or sparse with per-row inputs) rather than
 // one length for every row; `kernel`: KernelChoice; the device's opt-in shared memory per block and largest

@@ -71,7 +71,8 @@ NB_MODULE(_cpu, m) {
         check_rows(B, P);
         return workspace_bytes(B, P);
       },
-      nb::arg("B"), nb::arg("num_sm_parts"), "Scratch bytes per batch that the custom call returns as a hidden output.");
+      nb::arg("B"), nb::arg("num_sm_parts"),
+      "Scratch bytes per batch that the custom call returns as a hidden output.");
   m.def(
       "workspace_offsets",
       [](int64_t B, int64_t P) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -125,6 +126,36 @@ cudaError_t device_limits(int dev, int* optin, int* kmax) {
 
 namespace {
 
+// Profiling builds only (-DMLA_HOST_TIMING, see benchmarks/host_cost.py): the host time spent in this handler and
+// in its launch calls, summed over calls, so that a benchmark can split a call's host cost into XLA's part and
+// ours. Two clock reads and two relaxed atomic adds per call and launch; absent from normal builds.
+#ifdef MLA_HOST_TIMING
+std::atomic<long long> g_handler_ns{0}, g_launch_ns{0}, g_calls{0}, g_launches{0};
+long long now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+struct HostTimer {
+  std::atomic<long long>& sum;
+  std::atomic<long long>& count;
+  long long t0 = now_ns();
+  ~HostTimer() {
+    sum.fetch_add(now_ns() - t0, std::memory_order_relaxed);
+    count.fetch_add(1, std::memory_order_relaxed);
+  }
+};
+#define MLA_HOST_TIMER(sum, count) HostTimer host_timer_{sum, count}
+#else
+#define MLA_HOST_TIMER(sum, count) \
+  do {                             \
+  } while (0)
+#endif
+
+cudaError_t launch(const cudaLaunchConfig_t& cfg, const void* fn, void** args) {
+  MLA_HOST_TIMER(g_launch_ns, g_launches);
+  return cudaLaunchKernelExC(&cfg, fn, args);
+}
+
 ffi::Error cuda_error(const char* what, cudaError_t e) {
   return ffi::Error::Internal(std::string("jax_mla_meta: ") + what + ": " + cudaGetErrorString(e));
 }
@@ -142,7 +173,7 @@ cudaError_t launch_grid(const void* fn, int64_t blocks, Args& a, unsigned batche
   cfg.attrs = &at;
   cfg.numAttrs = pdl ? 1 : 0;
   void* args[] = {&a};
-  return cudaLaunchKernelExC(&cfg, fn, args);
+  return launch(cfg, fn, args);
 }
 
 ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S32> seqlens,
@@ -151,6 +182,7 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
                         ffi::Result<ffi::AnyBuffer> workspace, int32_t num_sm_parts, int32_t block_size_n,
                         int32_t fixed_overhead_num_blocks, int32_t topk, int32_t extra_topk, int32_t row_inputs,
                         int32_t layout, int32_t kernel) {
+  MLA_HOST_TIMER(g_handler_ns, g_calls);
   Call c;
   if (auto e = decode_call(seqlens, num_valid, rest, meta, splits, workspace, num_sm_parts, block_size_n,
                            fixed_overhead_num_blocks, topk, extra_topk, row_inputs, layout, kernel, &c);
@@ -205,7 +237,7 @@ ffi::Error MetaCudaImpl(cudaStream_t stream, int32_t device, ffi::Buffer<ffi::S3
       ++cfg.numAttrs;
     }
     void* args[] = {&a};
-    if (cudaError_t err = cudaLaunchKernelExC(&cfg, k->fn, args); err != cudaSuccess)
+    if (cudaError_t err = launch(cfg, k->fn, args); err != cudaSuccess)
       return cuda_error("kernel launch", err);
     if (a.wide) {
       if (cudaError_t e2 = launch_grid(splits_kernel(), ceil_div(c.B + 1, kSplitSpan), a, gn, true, stream);
@@ -233,4 +265,19 @@ extern "C" int jax_mla_meta_optin_limit(int device) {
 extern "C" int jax_mla_meta_cluster_limit(int device) {
   int optin = 0, kmax = 0;
   return mla_meta::device_limits(device, &optin, &kmax) == cudaSuccess ? kmax : -1;
+}
+
+// Profiling builds (MLA_HOST_TIMING): fills {handler ns, handler calls, launch ns, launches} summed since the
+// module loaded and returns 1; other builds return 0 and leave `out` alone.
+extern "C" int jax_mla_meta_host_timing(long long* out) {
+#ifdef MLA_HOST_TIMING
+  out[0] = mla_meta::g_handler_ns.load();
+  out[1] = mla_meta::g_calls.load();
+  out[2] = mla_meta::g_launch_ns.load();
+  out[3] = mla_meta::g_launches.load();
+  return 1;
+#else
+  (void)out;
+  return 0;
+#endif
 }

@@ -22,9 +22,6 @@ __device__ __forceinline__ RowLengths batch_lengths(const Args& a, int64_t g) {
 
 // Row i's length.
 __device__ __forceinline__ int32_t row_length(const RowLengths& L, int64_t i) {
-#ifdef MLA_EXPERIMENT_DENSE_ONLY
-  return __ldg(L.x + i);
-#endif
   const int32_t x = L.x ? __ldg(L.x + i) : L.topk;
   if (!L.sparse) return x;
   return L.of(x, L.y ? __ldg(L.y + i) : L.extra);
@@ -61,10 +58,6 @@ __device__ __forceinline__ void load_words(const int32_t* p, int64_t i0, int64_t
 template <int N>
 __device__ __forceinline__ void load_lengths(const RowLengths& L, int64_t i0, int64_t bound, int32_t pad,
                                              int32_t (&len)[N]) {
-#ifdef MLA_EXPERIMENT_DENSE_ONLY
-  load_words<N>(L.x, i0, bound, pad, L.topk, len);
-  return;
-#endif
   load_words<N>(L.x, i0, bound, pad, L.topk, len);
   if (L.sparse) {
     int32_t e[N];

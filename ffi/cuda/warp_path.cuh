@@ -1,7 +1,7 @@
-// warp_path.cuh: small batches with per-row lengths, the warp path. Both kernels, B <= kWarpPathRows (512), P <= kRowParts (256), tape total < 2^30 and every row
-// cost < 2^26 (else the general path runs). Warp 0 does all the per-row work with no block barrier (row
-// 32 i + lane in slot i of lane `lane`, R slots), then one barrier, then every thread writes one part's rows
-// of tile_scheduler_metadata.
+// warp_path.cuh: small batches with per-row lengths, the warp path. Both kernels, B <= kWarpPathRows (512), P <=
+// kRowParts (256), tape total < 2^30 and every row cost < 2^26 (else the general path runs). Warp 0 does all the
+// per-row work with no block barrier (row 32 i + lane in slot i of lane `lane`, R slots), then one barrier, then
+// every thread writes one part's rows of tile_scheduler_metadata.
 //  * F < Q: the chain of restarts is the row path's (row j is hit iff (t_j - d) mod Q <= F, d = t of the last
 //    hit), walked over every row, 32 per ballot round. With S = g Q + t, the k-th hit, at row h, begins part
 //    m_k = g_h - W_k and has D_k = t_h + W_k Q, where W_k counts the hits whose t fell below the one before
@@ -13,9 +13,10 @@
 //  * The parts of row j begin at key_j = qa_j - [j is hit] (a hit row first owns the part that ends in its
 //    first F units), which does not decrease with j; every part before qt = K + C ends inside the tape. Part
 //    q < qt takes the last row with key <= q (a binary search over the keys), the others end with the tape.
-// Shared memory: key[32 R], then per row {qa | hit << 31, D + Q - S (so a cut part q ends at block
-// q Q + that), end_block of the row before, num_splits of the row (for the 2026 flags)}. Scalars in Shared::u: n, C, qt, Q, end_block of row n - 1, and
-// a flag set when the total reaches 2^30 or a row cost 2^26 (then the caller runs the general path).
+// Shared memory: key[32 R], then per row {qa | hit << 31, D + Q - S (so a cut part q ends at block q Q + that),
+// end_block of the row before, num_splits of the row (for the 2026 flags)}. Scalars in Shared::u: n, C, qt, Q,
+// end_block of row n - 1, and a flag set when the total reaches 2^30 or a row cost 2^26 (then the caller runs the
+// general path).
 #pragma once
 
 #include <cstdint>
