@@ -3,7 +3,7 @@
 Per case and kernel, in microseconds:
 - device: the GPU time of one call (first kernel start to last kernel end), from a JAX profiler trace of one
   executable that makes 32 independent calls (8 at 1M rows); median and p10-p90 over the calls. This is the
-  figure to compare with the original kernels (docs/spec.md section 7). The profiler runs the calls one by one.
+  figure to compare with the original kernels (ORIGINAL_US below). The profiler runs the calls one by one.
 - step: what one call adds to a jitted decode step: the wall time of a jitted 256-step ``fori_loop`` whose body
   calls ``schedule`` on lengths that depend on the loop state and reads two of its results, minus the same loop
   without the call, over 256; median of 7 runs. Command buffers on (``--xla_gpu_graph_min_graph_size=1
@@ -37,7 +37,7 @@ from jax import lax
 from . import api, reference, workloads
 from .plan import plan
 
-# docs/spec.md section 7: the original kernels on one H100 (device time per call, CUDA-graph replay).
+# The original kernels on one H100 (device time per call, CUDA-graph replay).
 ORIGINAL_US = {
     # B: (smem dense P=132, fallback dense P=132, fallback sparse P=66)
     1: (18.1, 26.6, 13.9),
@@ -193,8 +193,8 @@ def end_to_end_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, repea
 
 
 def cases(max_B: int | None = None, layouts=("2025", "2026"), per_row: bool = True):
-    """(kind, label, lengths, P, schedule kwargs): the SPEC section 6 workloads in each layout, the sparse ones also
-    with per-row top-k counts (uniform in [0, topk], the 2026 layout), and the section 7 sweep (2025)."""
+    """(kind, label, lengths, P, schedule kwargs): the docs/spec.md section 8 workloads in each layout, the sparse ones also
+    with per-row top-k counts (uniform in [0, topk], the 2026 layout), and the sweep of ORIGINAL_US (2025)."""
     out = []
     for w in workloads.spec_workloads(max_B):
         for layout in layouts:
@@ -338,7 +338,7 @@ def main(argv=None, progress: Callable[[str], None] | None = None) -> int:
     if "gpu" in result:
         print("\nGPU, µs per call. device: kernel span in a profiler trace (median, p10-p90); step: added to a "
               f"jitted {STEPS}-step loop\nwith command buffers on; no-graph: the same with them off; e2e: one "
-              "dispatched jitted call. original: docs/spec.md section 7.")
+              "dispatched jitted call. original: the original kernels (ORIGINAL_US).")
         print(gpu_table(result["gpu"], result.get("step_no_graphs")))
     return 0
 

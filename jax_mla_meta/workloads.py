@@ -1,4 +1,4 @@
-"""The real workloads of docs/spec.md section 6, as seeded generators: one :class:`Workload` type for the tests,
+"""The real workloads of docs/spec.md section 8, as seeded generators: one :class:`Workload` type for the tests,
 the benchmark and the command line (whose presets are named workloads)."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Workload:
 
     @property
     def num_sm_parts(self) -> int:
-        """P on an H100 by FlashMLA's 2025 host rule (the table of docs/spec.md section 6)."""
+        """P on an H100 by FlashMLA's 2025 host rule (the table of docs/spec.md section 8)."""
         from .host_rules import num_sm_parts_for
 
         return num_sm_parts_for(self.num_q_tokens_per_head_k, self.num_heads_k, self.num_heads_q,
@@ -130,7 +130,7 @@ SPEC_WORKLOADS = (
 
 
 def spec_workloads(max_B: int | None = None) -> list[Workload]:
-    """Every workload row of docs/spec.md section 6 (both modes where the table lists both)."""
+    """Every workload row of docs/spec.md section 8 (both modes where the table lists both)."""
     return [w for w in SPEC_WORKLOADS if max_B is None or w.B <= max_B]
 
 

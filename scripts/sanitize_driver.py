@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Driver for scripts/sanitize.sh: runs both CUDA kernels on the SPEC.md section 6 workloads (and a few edge
+"""Driver for scripts/sanitize.sh: runs both CUDA kernels on the docs/spec.md section 8 workloads (and a few edge
 cases) so that compute-sanitizer can watch them, and checks every output against the reference.
 
 Each workload runs with kernel="smem" (where the forced smem kernel fits the device) and kernel="low_smem".

@@ -182,7 +182,7 @@ def test_catches_end_block_past_a_whole_row():
 
 
 def test_catches_end_block_quirk_violations():
-    """A part ending on a zero-length row must write end_block 0 (SPEC section 3), and 0 only there."""
+    """A part ending on a zero-length row must write end_block 0 (docs/spec.md section 4), and 0 only there."""
     lens, meta, splits = _base()
     p = next(p for p in _nonempty(meta) if lens[meta[p, 2]] == 0)
     bad = meta.copy()
@@ -296,7 +296,7 @@ def test_catches_nonempty_part_after_an_empty_one():
 
 
 def test_catches_empty_part_with_nonzero_begin_block():
-    """What the original smem kernel writes into trailing parts (SPEC section 3 notes): must be 0 here."""
+    """What the original smem kernel writes into trailing parts (docs/spec.md section 5): must be 0 here."""
     lens, meta, splits = _base()
     k = len(_nonempty(meta))
     meta[k, 1] = (int(lens[0]) - 1) // 64

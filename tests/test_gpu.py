@@ -1,4 +1,4 @@
-"""CUDA-only checks: kernel selection at the threshold, every SPEC workload on every kernel in both layouts (also
+"""CUDA-only checks: kernel selection at the threshold, every docs/spec.md workload on every kernel in both layouts (also
 with per-row sparse lengths), large B, many parts, wide batches."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_auto_on_both_sides_of_the_threshold(mode):
 
 @pytest.mark.parametrize("w", workloads.spec_workloads(), ids=lambda w: w.label.replace(" ", "_"))
 def test_spec_workloads_every_kernel(w, rng):
-    """Every workload of docs/spec.md section 6: each kernel that can run, bit-identical to the reference in both
+    """Every workload of docs/spec.md section 8: each kernel that can run, bit-identical to the reference in both
     layouts; sparse workloads also with per-row lengths (topk_length uniform in [0, topk])."""
     dev = need_gpus(1)[0]
     lens = w.seqlens(seed=1)

@@ -7,7 +7,7 @@
 //    row h, D = S_h - m Q (m = ceil((S_h - F - D_old) / Q): the hit part is m - 1), so D mod Q = t_h. The
 //    chain of hits is therefore: h_0 = 0, h_{k+1} = first j > h_k with (t_j - t_{h_k}) mod Q <= F.
 //  * D grows by at most F per hit and stays small next to Q on real batches (at most 30 against Q = 19 to
-//    17,000 on the SPEC workloads), so while d + F <= L only rows with t_j <= L can be hit: each warp lists
+//    17,000 on the spec's workloads), so while d + F <= L only rows with t_j <= L can be hit: each warp lists
 //    those candidates (no barrier) and warp 0 walks them 32 at a time, one ballot per hit; past that bound it
 //    walks every row.
 //  * Row j (D of the last hit at or before it) is cut by the parts m - 1 with S_j - D < m Q < S_{j+1} - F - D:
