@@ -193,8 +193,9 @@ def end_to_end_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, repea
 
 
 def cases(max_B: int | None = None, layouts=("2025", "2026"), per_row: bool = True):
-    """(kind, label, lengths, P, schedule kwargs): the docs/spec.md section 8 workloads in each layout, the sparse ones also
-    with per-row top-k counts (uniform in [0, topk], the 2026 layout), and the sweep of ORIGINAL_US (2025)."""
+    """(kind, label, lengths, P, schedule kwargs): the docs/spec.md section 8 workloads in each layout, the sparse
+    ones also with per-row top-k counts (uniform in [0, topk], the 2026 layout), and the sweep of ORIGINAL_US
+    (2025)."""
     out = []
     for w in workloads.spec_workloads(max_B):
         for layout in layouts:

@@ -1,15 +1,15 @@
 """The cost of a row: the one Python statement of how long each row is and how many KV blocks it costs.
 
-``docs/spec.md`` sections 3 and 8 define it; ``ffi/core/costs.h`` is the same rule in C++ (CPU handler and CUDA
+``docs/spec.md`` section 3 defines it; ``ffi/core/costs.h`` is the same rule in C++ (CPU handler and CUDA
 kernels). The reference, the checker, the statistics and the decode consumer all call this module.
 
 * Dense rows: a row's length is its ``seqlens`` entry.
-* Sparse rows (``topk`` given), section 8: ``cur = topk_length[i]`` if given, else ``topk``; a ``cur`` of 0
+* Sparse rows (``topk`` given), the 2026 rule: ``cur = topk_length[i]`` if given, else ``topk``; a ``cur`` of 0
   becomes 1; with an extra KV cache, ``cur = ceil_to_64(cur) + extra`` where ``extra`` is ``extra_topk_length[i]``
   if given, else ``extra_topk``. The arithmetic is FlashMLA's C ``int``: 32-bit two's complement and truncating
   division, so out-of-domain values (negative or near 2**31) give defined results instead of errors.
-* The 2025 contract (section 3) knows only ``topk``: with the 2025 layout and none of the section 8 inputs, a
-  sparse row's length is ``topk`` itself (``topk = 0`` is a zero length, not 1). Everywhere else section 8 holds.
+* The 2025 contract knows only ``topk``: with the 2025 layout and none of the per-row or extra inputs, a sparse
+  row's length is ``topk`` itself (``topk = 0`` is a zero length, not 1). Everywhere else the 2026 rule holds.
 * Blocks: ``max(len - 1, 0) // block_size_n + 1``; a zero or negative length still costs one block.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["extra_enabled", "num_blocks", "row_lengths", "section8", "sparse_length", "wrap_int32"]
+__all__ = ["extra_enabled", "num_blocks", "row_lengths", "rule_2026", "sparse_length", "wrap_int32"]
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -40,15 +40,15 @@ def extra_enabled(extra_topk: int | None, extra_topk_length) -> bool:
     return (extra_topk is not None and int(extra_topk) > 0) or extra_topk_length is not None
 
 
-def section8(layout: str, topk_length, extra_on: bool) -> bool:
-    """Whether sparse rows follow section 8 (0 becomes 1, the extra cache): always but for the 2025 layout with
+def rule_2026(layout: str, topk_length, extra_on: bool) -> bool:
+    """Whether sparse rows follow the 2026 rule (0 becomes 1, the extra cache): always but for the 2025 layout with
     ``topk`` alone, the seed's contract."""
     return layout == "2026" or topk_length is not None or extra_on
 
 
 def sparse_length(cur, extra_on: bool, extra, zero_is_one: bool = True):
     """The length a sparse row is costed by (``cur``: topk or topk_length; ``extra``: the extra cache's length;
-    ``zero_is_one``: section 8's 0 -> 1). Elementwise on int64 arrays holding int32 values; returns int64 values
+    ``zero_is_one``: the 2026 rule's 0 -> 1). Elementwise on int64 arrays holding int32 values; returns int64 values
     inside int32."""
     cur = np.asarray(cur, dtype=np.int64)
     if zero_is_one:
@@ -70,7 +70,7 @@ def row_lengths(seqlens, topk: int | None = None, *, topk_length=None, extra_top
     extra_on = extra_enabled(extra_topk, extra_topk_length)
     extra = (np.asarray(extra_topk_length, dtype=np.int64) if extra_topk_length is not None
              else np.full(B, int(extra_topk or 0), np.int64))
-    return sparse_length(cur, extra_on, extra, section8(layout, topk_length, extra_on))
+    return sparse_length(cur, extra_on, extra, rule_2026(layout, topk_length, extra_on))
 
 
 def num_blocks(lengths, block_size_n: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 """FlashMLA's host rules: ``num_sm_parts`` P and ``fixed_overhead_num_blocks`` F for a decode step, as each producer
-of the metadata computes them on the host (``docs/spec.md`` sections 4 and 8). Integer division left to right;
+of the metadata computes them on the host (``docs/spec.md`` section 6). Integer division left to right;
 ``sm`` is the device's SM count, ``s_q`` the query tokens per request. The block size is always 64.
 
 =====================================  ===========================================================  ==========

@@ -49,7 +49,7 @@ def to_2026(meta_2025, num_splits, B: int) -> np.ndarray:
 
     ``[b, bb, e, eb, bs, 0, 0, 0]`` becomes ``[b (-1 -> B), e, bb, eb, bs, split(b), split(e), 0]`` with
     ``split(r) = num_splits[r + 1] - num_splits[r] > 1`` (0 for parts with no work). Exact for the same row costs,
-    P and F (``docs/spec.md`` section 8)."""
+    P and F (``docs/spec.md`` section 5)."""
     m = np.asarray(meta_2025, dtype=np.int64)
     s = np.asarray(num_splits, dtype=np.int64)
     out = np.zeros_like(m)

@@ -1,4 +1,4 @@
-"""Pure-Python reference of the scheduler, written plainly from ``docs/spec.md`` (sections 3 and 8).
+"""Pure-Python reference of the scheduler, written plainly from ``docs/spec.md`` (sections 3 to 5).
 
 This is the ground truth every implementation (the CPU handler, both CUDA kernels, every path of them) is tested
 against. It sums in Python integers, so it never overflows, and it is slow (a Python loop over rows).
@@ -47,7 +47,7 @@ def schedule(
                                         extra_topk_length=extra_topk_length, layout=layout)[:n]]
     nblk = [int(v) for v in num_blocks(np.asarray(lens, dtype=np.int64), block_size_n)] if n else []
 
-    # The walk of section 3: where each part begins and ends.
+    # The walk of section 4: where each part begins and ends.
     total = sum(b + F for b in nblk)
     payload = -(-total // P) + F
     parts = []          # (begin_req or None, begin_block, begin_split, end_req, end_block)
@@ -78,7 +78,7 @@ def schedule(
     splits[n + 1:] = cum
     assert i == n and blk == 0 and split == 0, "scheduler invariant broken"
 
-    # Packing (section 2 for 2025, section 8 for 2026).
+    # Packing (section 5).
     meta = np.zeros((P, 8), dtype=np.int64)
     for p, (b, bb, bs, e, eb) in enumerate(parts):
         if layout == "2025":

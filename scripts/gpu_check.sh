@@ -5,7 +5,8 @@ set -uo pipefail
 OUT=${OUT:-$PWD/gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -m pip install --no-build-isolation --no-deps -q . -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90 2>&1 | tail -5
+ARCH=${ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)}   # e.g. 90
+python3 -m pip install --no-build-isolation --no-deps -q . -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCH" 2>&1 | tail -5
 cd /tmp   # import the installed package, not the source tree
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   JAX_MLA_META_REQUIRE_GPU=1 python3 -m pytest -q -p no:cacheprovider "$OLDPWD/tests" "$@" 2>&1 | tee "$OUT/pytest.log" | tail -25

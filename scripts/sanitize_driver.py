@@ -74,7 +74,8 @@ def extra_cases(np):
         ("wide batch, dense, num_valid", np.random.default_rng(6).integers(0, 20000, 140_001).astype(np.int32), 132,
          None, 100_000),
         ("wide batch, sparse", np.zeros(140_001, np.int32), 66, 2048, None),
-        # per-row sparse lengths (section 8) and the 2026 layout on every path: warp, row, mid, general, wide
+        # per-row sparse lengths (docs/spec.md section 3) and the 2026 layout on every path: warp, row, mid,
+        # general, wide
         *[(f"per-row sparse {B} rows, 2026", np.zeros(B, np.int32), P, 2048, nv,
            dict(layout="2026", topk_length=np.random.default_rng(B).integers(-3, 2100, B).astype(np.int32)))
           for B, P, nv in ((300, 66, None), (1500, 66, None), (11622, 66, 9000), (20000, 66, None),

@@ -68,7 +68,7 @@ def test_symbolic_batch_size_is_refused_with_a_message():
 
 # (q, h_k, h_q, fp8, topk, layout, scheduler, d_qk, sm, cc) -> (P, F)
 HOST_RULES = [
-    # 2025, docs/spec.md section 4
+    # 2025, docs/spec.md section 6
     ((16, 1, 16, False, None, "2025", "flashmla", None, 132, "9.0"), (132, 5)),   # dense decode, 16 heads, H100
     ((128, 1, 128, False, None, "2025", "flashmla", None, 132, "9.0"), (66, 5)),  # dense, 128 heads
     ((128, 1, 128, True, 2048, "2025", "flashmla", None, 132, "9.0"), (66, 5)),   # DeepSeek V3.2 sparse fp8, H100
@@ -76,7 +76,7 @@ HOST_RULES = [
     ((128, 1, 128, True, 2048, "2025", "flashmla", None, 148, "10.0"), (74, 5)),  # B200 with 128 heads
     ((1, 1, 1, False, None, "2025", "flashmla", None, 132, "9.0"), (132, 5)),
     ((256, 2, 128, True, 2048, "2025", "flashmla", None, 132, "9.0"), (8, 5)),    # s_q = 4, h_k = 2
-    # 2026, section 8
+    # 2026, section 6
     ((16, 1, 16, False, None, "2026", "flashmla", None, 132, "9.0"), (132, 5)),   # dense as 2025
     ((128, 1, 128, False, 2048, "2026", "flashmla", None, 132, "9.0"), (66, 5)),  # sparse SM90, s_q 1, 128 heads
     ((64, 1, 64, False, 2048, "2026", "flashmla", None, 132, "9.0"), (132, 5)),   # sparse SM90, 64 heads

@@ -1,5 +1,5 @@
-"""CUDA-only checks: kernel selection at the threshold, every docs/spec.md workload on every kernel in both layouts (also
-with per-row sparse lengths), large B, many parts, wide batches."""
+"""CUDA-only checks: kernel selection at the threshold, every docs/spec.md workload on every kernel in both layouts
+(also with per-row sparse lengths), large B, many parts, wide batches."""
 
 from __future__ import annotations
 

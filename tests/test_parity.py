@@ -125,8 +125,8 @@ def test_edge_cases(backend, case, mode, layout, rng):
                 f"{backend.name} {case} seed {rng.seed}")
 
 
-# docs/spec.md section 8, "tricky cases": (lengths, P, F, sparse inputs)
-SECTION8_CASES = {
+# Edge cases of the contract (docs/spec.md sections 3-5): (lengths, P, F, sparse inputs)
+EDGE_CASES = {
     "B = 1 sparse, P = 132 (100+ trailing parts)": (np.array([7]), 132, 5, dict(topk=2048)),
     "dense all-zero lengths": (np.zeros(50), 16, 5, {}),
     "one request split at both ends": (np.array([100, 200000, 100]), 9, 5, {}),
@@ -146,9 +146,9 @@ SECTION8_CASES = {
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("case", sorted(SECTION8_CASES))
-def test_section8_cases(backend, case, layout, rng):
-    spec = SECTION8_CASES[case]
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_edge_cases(backend, case, layout, rng):
+    spec = EDGE_CASES[case]
     if isinstance(spec[0], str):
         family, B, P, F, kw = spec
         lens = lengths(rng, B, family)

@@ -1,4 +1,4 @@
-"""The pure-Python reference itself: the cost rule of docs/spec.md (section 8 in C int arithmetic), the 2026 packing
+"""The pure-Python reference itself: the cost rule of docs/spec.md (section 3, in C int arithmetic), the 2026 packing
 (FlashMLA's flags, and their equivalence with "the row has more than one piece"), and the relation between the two
 layouts. Pure NumPy."""
 
@@ -52,7 +52,7 @@ def test_valid_domain_blocks_are_flashmla_counts(rng):
 
 def test_2025_topk_only_rows_keep_the_seed_contract():
     """With the 2025 layout and topk alone, a row's length is topk (0 stays a zero length: end_block 0); with the
-    2026 layout, or any section 8 input, 0 counts as 1."""
+    2026 layout, or any per-row or extra input, 0 counts as 1."""
     B = np.zeros(3, np.int32)
     assert reference.schedule(B, 2, topk=0)[0][0, 3] == 0
     m26 = reference.schedule(B, 2, topk=0, layout="2026")[0]

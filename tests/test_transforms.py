@@ -607,7 +607,7 @@ def test_runtime_ffi_api_version_matches_the_installed_headers():
     major = int(re.search(r"^#define XLA_FFI_API_MAJOR (\d+)", header, re.M).group(1))
     minor = int(re.search(r"^#define XLA_FFI_API_MINOR (\d+)", header, re.M).group(1))
     assert got == (major, minor)
-    # FFI_NOTES.md section 1: jaxlib 0.10 ships API 0.3, 0.11 ships 0.4, 0.12 ships 0.5
+    # README "Versions": jaxlib 0.10 ships API 0.3, 0.11 ships 0.4, 0.12 ships 0.5
     known = {(0, 10): (0, 3), (0, 11): (0, 4), (0, 12): (0, 5)}
     jaxlib_minor = tuple(int(v) for v in jax.lib.__version__.split(".")[:2])
     if jaxlib_minor in known:

@@ -1,4 +1,4 @@
-// costs.h: the cost of a row (docs/spec.md sections 3 and 8), the one C++ statement of it. The CPU handler and
+// costs.h: the cost of a row (docs/spec.md section 3), the one C++ statement of it. The CPU handler and
 // every path of the CUDA kernels take a row's length from here; jax_mla_meta/costs.py is the same rule in Python.
 //
 //   dense rows:  len = seqlens[i]
@@ -31,8 +31,8 @@ MLA_HD int32_t last_block(int32_t len, int32_t block_size_n) {
   return len == 0 ? 0 : static_cast<int32_t>(num_blocks(len, block_size_n));
 }
 
-// A sparse row's length (section 8): `cur` is topk_length[i] or topk, `extra` the extra cache's length.
-// `zero_is_one` is false only for the 2025 contract's topk-only rows (section 3: the length is topk itself).
+// A sparse row's length (the 2026 rule): `cur` is topk_length[i] or topk, `extra` the extra cache's length.
+// `zero_is_one` is false only for the 2025 contract's topk-only rows (the length is topk itself).
 MLA_HD int32_t sparse_len(int32_t cur, bool extra_on, int32_t extra, bool zero_is_one = true) {
   if (zero_is_one && cur == 0) cur = 1;
   if (!extra_on) return cur;
@@ -66,7 +66,7 @@ struct LengthSpec {
 };
 
 // topk < 0: dense. Otherwise sparse with topk, extra_topk >= 0 (0: none), and which per-row inputs are given;
-// `layout_2026` selects section 8 for topk-only rows (the 2025 contract takes topk itself).
+// `layout_2026` selects the 2026 rule for topk-only rows (the 2025 contract takes topk itself).
 inline LengthSpec length_spec(int32_t topk, int32_t extra_topk, bool has_topk_length, bool has_extra_length,
                               bool layout_2026, const int32_t* seqlens, const int32_t* topk_length,
                               const int32_t* extra_length) {

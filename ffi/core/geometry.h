@@ -18,9 +18,10 @@ constexpr int64_t kMaxRows = (1LL << 31) - 1;   // B + num_sm_parts + 1 must sta
 
 // ---- Kernel geometry and buffer-size formulas (exposed to Python through the _cpu module) ----
 //
-// Both CUDA kernels run one thread-block cluster of K CTAs (1024 threads each) per batch; rank k of the
-// cluster owns a contiguous slice of the rows. K is a power of two chosen from B (about kRowsPerCta rows per
-// CTA) and capped by the largest cluster the device can schedule (`kmax`, 16 on an H100).
+// Both CUDA kernels run one thread-block cluster of K CTAs per batch (256, 512 or 1,024 threads each: threads_for
+// in launch_plan.h; the mid path 512); rank k of the cluster owns a contiguous slice of the rows. K is a power of
+// two chosen from B (about kRowsPerCta rows per CTA) and capped by the largest cluster the device can schedule
+// (`kmax`, 16 on an H100).
 constexpr int kThreads = 1024;
 constexpr int kRowsPerThread = 8;                  // a chunk: 8 consecutive rows per thread
 constexpr int kChunk = kThreads * kRowsPerThread;  // 8192 rows

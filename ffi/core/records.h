@@ -1,4 +1,4 @@
-// records.h: a part's row of tile_scheduler_metadata in both layouts (docs/spec.md sections 2 and 8), the one
+// records.h: a part's row of tile_scheduler_metadata in both layouts (docs/spec.md section 5), the one
 // place that knows the columns. jax_mla_meta/layouts.py is the same table in Python.
 //
 //   2025: [begin_req, begin_block, end_req, end_block, begin_split, 0, 0, 0]            no work: begin_req = -1

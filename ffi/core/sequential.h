@@ -1,4 +1,4 @@
-// sequential.h: the walk of docs/spec.md section 3, exactly as written there, for one batch (the CPU handler).
+// sequential.h: the walk of docs/spec.md section 4, exactly as written there, for one batch (the CPU handler).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// cpu_handler.cc: the XLA FFI handler for the CPU platform: the walk of docs/spec.md section 3 (core/sequential.h)
+// cpu_handler.cc: the XLA FFI handler for the CPU platform: the walk of docs/spec.md section 4 (core/sequential.h)
 // for one batch after another.
 #include <algorithm>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // common.cuh: what every CUDA file of the scheduler shares: the kernel arguments (Args), the shared-memory
 // structs, small integer helpers and the optional phase stamps. docs/architecture.md says which file owns what.
 //
-// The kernels compute the walk of docs/spec.md section 3 in parallel, through its "tape" form:
+// The kernels compute the walk of docs/spec.md section 4 in parallel, through its "tape" form:
 //   cost_i = num_blocks(len_i) + F, S_i = sum_{k<i} cost_k, Q = ceil(S_n / P), lo_q = F + (q + 1) Q.
 //   Part q ends at E_q = lo_q + D_q, where D grows only when a part ends inside the first F units of a row
 //   (its "window"): the next part then restarts at that row, D += S_j + F - E_q (at most F).

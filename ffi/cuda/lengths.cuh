@@ -1,6 +1,6 @@
 // lengths.cuh: how the kernels read a row's length and cost. Every path reads lengths through these functions,
 // which apply the one cost rule of core/costs.h: dense rows take seqlens, sparse rows with per-row inputs take
-// section 8's length from topk_length / extra_topk_length. (Rows of one length, sparse without per-row inputs,
+// the 2026 rule's length from topk_length / extra_topk_length. (Rows of one length, sparse without per-row inputs,
 // need no reads: Config::uniform.)
 #pragma once
 
