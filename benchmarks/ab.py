@@ -118,8 +118,8 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{args.tag:>6} {label:<48} {kernel:<9} {p.kernel:<9} {row['median']:8.2f} us "
                   f"({row['p10']:.2f}-{row['p90']:.2f}, {len(spans)} calls)", flush=True)
-    with open(args.out, "w") as f:
-        json.dump(rows, f, indent=1)
+            with open(args.out, "w") as f:   # after every row: a run cut short keeps what it measured
+                json.dump(rows, f, indent=1)
     return 0
 
 
