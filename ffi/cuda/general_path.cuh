@@ -285,6 +285,9 @@ __device__ __forceinline__ void general_body(const Args& a) {
     cluster_wait();   // phase 0 complete: other ranks may be sent to
     // st.async onto the receivers' mbarriers: a cluster barrier with release costs ~1,300 cycles. Nothing
     // written to another rank's records below can meet that rank's own stores: disjoint arrays.
+    // Other ranks read this slice's first two rows (rel, gbase: stored by thread 0) once they hold this sum:
+    // the push's complete_tx releases at cluster scope what its warp stored before this __syncwarp.
+    __syncwarp();
     if (threadIdx.x < K) push(&sh->rsum[rank], &sh->bar, threadIdx.x, carry);
     mbar_wait(&sh->bar);
     if (warp == 0) {   // once, not in every warp: lanes scan the rank sums (K <= 16), then 3 lanes divide at once

@@ -38,6 +38,8 @@ static_assert(rowpath_bytes(kRowPathRows, kRowParts) <=
                   kPartRecordBytes * kStageParts + 4 * kStageParts + 8 * kThreads,
               "the row path must fit the low_smem kernel's static shared memory");
 static_assert(kRowPathRows <= kV * (256 - 32), "the row path's threads past warp 0 own at most kV rows each");
+static_assert(kRowPathRows < (1 << 16) && kRowParts < (1 << 16),
+              "candidates pack (row << 16 | t) and key_hit packs (qa << 16 | hit) in 32 bits");
 
 // Returns false (having written nothing but scan buffers) when the tape is too long for 32-bit arithmetic;
 // the caller then runs the general path.
@@ -284,7 +286,7 @@ __device__ __forceinline__ bool row_path(const Args& a, const int32_t (&nl)[kV],
     uint32_t C32;   // C < n + P: a 32-bit scan (never saturated at 2^31)
     const int cex = static_cast<int>(block_exclusive_sum(
         static_cast<uint32_t>(tc), reinterpret_cast<uint32_t*>(sh->scan[(scan_parity++) & 1]), &C32,
-        SatPlus{1u << 31}));
+        SatPlus{(1u << 31) - 1}));
     MLA_STAMP(kRowSplits);
     C = static_cast<int>(C32);
     if (warp > 0) {

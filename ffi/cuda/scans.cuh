@@ -8,7 +8,7 @@
 namespace mla_meta {
 namespace {
 
-// The scans add with `op`: Plus, or SatPlus (32 bits, saturating at `cap` <= 2^31: two saturated values still
+// The scans add with `op`: Plus, or SatPlus (32 bits, saturating at `cap` < 2^31: two saturated values still
 // add without wrapping, and min(a + b, cap) is associative, so the result is exact while the total stays below
 // cap).
 struct Plus {

@@ -16,6 +16,8 @@ namespace {
 // into the cut rows only moves forward; the cut rows that fall inside a step are read 32 at a time into the
 // lanes, and each lane counts those below its positions (one by one when few, else by binary search).
 // (One thread per 8 positions with binary searches in shared memory was slower: the dependent loads.)
+// Positions reach B <= 2^31 - 4: segment bounds and positions are 64-bit (a warp's segment may start past k_hi,
+// and the last step's lanes past s1 would wrap an int); num_splits values stay below B + P < 2^31.
 __device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, int B, int n, const int32_t* cuts,
                                          int C) {
   if (k_hi == B + 1) {
@@ -26,8 +28,8 @@ __device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, i
   const bool vec = (reinterpret_cast<uintptr_t>(splits + k_lo) & 15) == 0;
   const int V = vec ? 4 : 1, W = 32 * V;
   const int per = ((k_hi - k_lo + nwarps - 1) / nwarps + W - 1) / W * W;
-  const int s0 = k_lo + warp * per;
-  const int s1 = s0 + per < k_hi ? s0 + per : k_hi;
+  const int64_t s0 = static_cast<int64_t>(k_lo) + static_cast<int64_t>(warp) * per;
+  const int64_t s1 = s0 + per < k_hi ? s0 + per : k_hi;
   if (s0 >= s1) return;
   int cur = 0, hi = C;   // first cut >= s0 (0 at once when the first cut row is: always so for warp 0)
   if (C > 0 && cuts[0] < s0) {
@@ -38,8 +40,8 @@ __device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, i
   }
   int next = cur < C ? cuts[cur] : INT32_MAX;   // warp-uniform
   const int tail = n + C;
-  for (int w0 = s0; w0 < s1; w0 += W) {
-    const int k = w0 + lane * V;
+  for (int64_t w0 = s0; w0 < s1; w0 += W) {
+    const int64_t k = w0 + lane * V;
     int cnt[4] = {cur, cur, cur, cur};   // #cuts < k + j
     while (next < w0 + W) {   // cut rows inside this step (warp-uniform loop)
       const int cv = cur + lane < C ? cuts[cur + lane] : INT32_MAX;
@@ -73,8 +75,8 @@ __device__ __noinline__ void write_splits(int32_t* splits, int k_lo, int k_hi, i
     int v[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const int kj = k + j;
-      v[j] = kj == 0 ? 0 : (kj <= n ? kj + cnt[j] : tail);
+      const int64_t kj = k + j;
+      v[j] = kj == 0 ? 0 : (kj <= n ? static_cast<int>(kj) + cnt[j] : tail);
     }
     if (vec && k + 3 < s1) {
       *reinterpret_cast<int4*>(splits + k) = make_int4(v[0], v[1], v[2], v[3]);

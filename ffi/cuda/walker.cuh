@@ -73,7 +73,7 @@ __device__ int walk_parts(PartRecord* rec, bool rec_global, int P, int64_t n, in
       sr1 = rc.Sr;
       sr2 = band_third(rc);
       pos = F + (q + 1) * Q + D;
-      while (pos >= sr1) {   // D moved us past row_lo: step forward
+      while (r < n && pos >= sr1) {   // D moved us past row_lo: step forward (r < n: totals past kInf)
         ++r;
         sr = sr1;
         sr1 = sr2;
@@ -94,7 +94,7 @@ __device__ int walk_parts(PartRecord* rec, bool rec_global, int P, int64_t n, in
       p = base + last + 1;
       if (act && lane > last) {
         pos += disp;   // disp <= F < cost of any row: at most one row forward
-        if (pos >= sr1) {
+        if (r < n && pos >= sr1) {
           ++r;
           sr = sr1;
           sr1 = sr2;
