@@ -2,8 +2,10 @@
 
 * Backends: "cpu" always runs; "gpu-auto", "gpu-smem" and "gpu-low_smem" need a CUDA device: they skip without
   one, and fail instead when JAX_MLA_META_REQUIRE_GPU is set (1 = one GPU needed, 2 = two GPUs). Every test that
-  can touch a GPU (a gpu-* backend, the `dev` fixture's "gpu" case, or `need_gpus`) carries the `gpu` marker,
-  applied here at collection: ``pytest -m "not gpu"`` runs the CPU half.
+  can touch a GPU carries the `gpu` marker, applied here at collection: a test parametrised with a "gpu..." value
+  (a gpu-* backend, the `dev` / `device` fixtures' "gpu" case) or requesting one of GPU_FIXTURES (`gpus`,
+  `two_gpus`). Tests get their CUDA devices from those fixtures, never by calling `need_gpus` themselves (the hook
+  could not see that). ``pytest -m "not gpu"`` runs the CPU half, ``pytest -m gpu`` the rest.
 * Random inputs are fresh on every run and reproducible: the session draws a seed (or takes JAX_MLA_META_SEED),
   each test's `rng` is seeded from it and the test's id, and a failing test's report says how to rerun it.
 """
@@ -63,11 +65,28 @@ def pytest_runtest_makereport(item, call):
                              f"JAX_MLA_META_SEED={SESSION_SEED} pytest '{item.nodeid}'"))
 
 
+GPU_FIXTURES = ("gpus", "two_gpus")   # the fixtures that hand a test its CUDA devices
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if any(isinstance(v, str) and v.startswith("gpu") for v in params.values()) or "gpus" in item.fixturenames:
+        if (any(isinstance(v, str) and v.startswith("gpu") for v in params.values())
+                or any(f in item.fixturenames for f in GPU_FIXTURES)):
             item.add_marker(pytest.mark.gpu)
+
+
+_current_item = None   # the test being run, for need_gpus's check of its marker
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    global _current_item
+    _current_item = item
+    try:
+        yield
+    finally:
+        _current_item = None
 
 
 def gpu_devices() -> list:
@@ -78,6 +97,13 @@ def gpu_devices() -> list:
 
 
 def need_gpus(count: int = 1) -> list:
+    """The CUDA devices, at least ``count`` of them (skip, or fail under JAX_MLA_META_REQUIRE_GPU >= count). Only
+    for fixtures (`gpus`, `two_gpus`, and the "gpu" cases of `backend`, `dev` and `device`): a test that reaches it
+    without the `gpu` marker fails, on any machine, so that ``-m "not gpu"`` can never hold a GPU-only test."""
+    item = _current_item
+    if item is not None and item.get_closest_marker("gpu") is None:
+        pytest.fail(f"{item.nodeid} asks for a GPU without the gpu marker: request the `gpus` or `two_gpus` "
+                    "fixture (or a \"gpu...\" parameter) instead of calling need_gpus", pytrace=False)
     devs = gpu_devices()
     if len(devs) < count:
         msg = f"needs {count} CUDA device(s), found {len(devs)}"
@@ -91,6 +117,12 @@ def need_gpus(count: int = 1) -> list:
 def gpus() -> list:
     """The CUDA devices (skip, or fail under JAX_MLA_META_REQUIRE_GPU, without one)."""
     return need_gpus(1)
+
+
+@pytest.fixture
+def two_gpus() -> list:
+    """At least two CUDA devices (skip without them; fail only under JAX_MLA_META_REQUIRE_GPU=2)."""
+    return need_gpus(2)
 
 
 BACKENDS = ["cpu", "gpu-auto", "gpu-smem", "gpu-low_smem"]

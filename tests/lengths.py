@@ -1,5 +1,12 @@
 """The one module of length families for the tests: every test that draws row lengths (or per-row sparse lengths)
-draws them from here, seeded by the caller's generator."""
+draws them from here, seeded by the caller's generator.
+
+* ``lengths``: the named families (``FAMILIES``; a random one by default), from zeros to int32 limits.
+* ``between``: uniform lengths in a range, any shape, for tests whose arithmetic needs a cap (a loop that derives
+  the next lengths from these, a paged cache of bounded size, a path's 32-bit tape) or a share of zero rows.
+* ``with_edges``: bounded lengths with block-boundary values planted; ``equal``: one length for every row;
+  ``mixed``: one of several kinds (a family, short rows, equal rows, lognormal), for the kernels' path tests.
+* ``topk_lengths`` / ``extra_lengths``: per-row sparse counts (``topk_length``, ``extra_topk_length``)."""
 
 from __future__ import annotations
 
@@ -46,6 +53,51 @@ def lengths(rng: np.random.Generator, B: int, family: str | None = None) -> np.n
     else:
         raise ValueError(f"unknown length family {family!r}")
     return np.asarray(x, dtype=np.int64).astype(np.int32)
+
+
+def between(rng: np.random.Generator, shape, low: int, high: int, zeros: float = 0.0) -> np.ndarray:
+    """int32 lengths uniform in [low, high) of any shape (``B`` or a batch ``(G, B)``); with ``zeros`` > 0, that
+    share of the rows (on average) set to 0."""
+    x = rng.integers(low, high, shape)
+    if zeros:
+        x[rng.random(np.shape(x)) < zeros] = 0
+    return np.asarray(x, dtype=np.int64).astype(np.int32)
+
+
+EDGES = (0, 1, 63, 64, 65, 128)
+
+
+def with_edges(rng: np.random.Generator, B: int, high: int, edges=EDGES) -> np.ndarray:
+    """B int32 lengths in [0, high) with the block-boundary values ``edges`` planted (as many as fit), the rows in
+    random order."""
+    x = rng.integers(0, high, B)
+    k = min(B, len(edges))
+    x[:k] = rng.permutation(list(edges))[:k]
+    return rng.permutation(x).astype(np.int32)
+
+
+def equal(rng: np.random.Generator, B: int, high: int = 3000) -> np.ndarray:
+    """B rows of one length drawn from [1, high): long chains of restarts across the kernels' slices."""
+    return np.full(B, int(rng.integers(1, high)), np.int32)
+
+
+MIXED_KINDS = ("family", "short", "equal", "lognormal")
+
+
+def mixed(rng: np.random.Generator, B: int, kinds=MIXED_KINDS, p=None, short_high: int = 400) -> np.ndarray:
+    """B lengths of one kind drawn from ``kinds`` (uniformly, or with probabilities ``p``): "family" (any of
+    FAMILIES), "short" (rows of -2 .. short_high - 1 tokens: many restarts), "equal" (see ``equal``) or
+    "lognormal"."""
+    kind = kinds[int(rng.integers(0, len(kinds)))] if p is None else kinds[int(rng.choice(len(kinds), p=p))]
+    if kind == "family":
+        return lengths(rng, B)
+    if kind == "short":
+        return between(rng, B, -2, short_high)
+    if kind == "equal":
+        return equal(rng, B)
+    if kind == "lognormal":
+        return lengths(rng, B, "lognormal")
+    raise ValueError(f"unknown kind of mixed lengths {kind!r}")
 
 
 SPARSE_FAMILIES = ("uniform", "zeros", "full", "negative", "boundaries", "mixed")

@@ -8,7 +8,8 @@ serving (``--xla_gpu_graph_min_graph_size=1 --xla_gpu_enable_command_buffer=+WHI
 wide 1M-row batch (three launches: chunk sums, a cluster, and num_splits as programmatic dependent launches). The
 test fails unless the op's custom call sits inside a command buffer in every one, and every result equals the
 reference, replayed with new inputs. The same child with command buffers switched off must find no capture (so
-the check can fail); the parser is also checked on hand-written dumps, on the CPU.
+the check can fail); the parser is also checked on hand-written dumps, on the CPU. The child's inputs are seeded
+from the test's `rng` (the suite's JAX_MLA_META_SEED), and every failure message names that seed.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
-
-from conftest import need_gpus
 from test_transforms import run_child, with_xla_flags
 
 from jax_mla_meta.bench import GRAPH_FLAGS as SERVING_FLAGS      # the flags the README gives and bench.py uses
@@ -74,6 +72,7 @@ CHILD = """
     import jax, jax.numpy as jnp, numpy as np
     from jax import lax
     import jax_mla_meta as mm
+    from lengths import between
     gpu = [d for d in jax.devices() if d.platform == "gpu"]
     assert gpu, f"no GPU in the child: {jax.devices()}"
     dev = gpu[0]
@@ -115,7 +114,7 @@ CHILD = """
                              ("wide", wide, 1 << 20, 9000)):
         jf = jax.jit(f)
         for rep in range(3):   # replays with new inputs: a captured graph must not serve stale ones
-            x = rng.integers(0, high, B).astype(np.int32)
+            x = between(rng, B, 0, high)
             got = jax.tree_util.tree_map(np.asarray, jf(jax.device_put(x, dev)))
             if name == "lone":
                 want = mm.reference.schedule(x, 132, layout="2026")
@@ -142,33 +141,35 @@ CHILD = """
 """
 
 
-def _run(tmp_path, flags: str) -> tuple[dict, dict]:
+def _run(tmp_path, flags: str, seed: int) -> tuple[dict, dict]:
+    """The child's report and thunk dumps, its inputs drawn from ``seed`` (the test's rng seed)."""
     dump = tmp_path / "dump"
-    code = f"SEED = {np.random.SeedSequence().entropy % 2**32}\n" + CHILD
-    proc = run_child(code, {"XLA_FLAGS": with_xla_flags(f"{flags} --xla_dump_to={dump}")}, tmp_path)
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("REPORT "))
-    return json.loads(line[len("REPORT "):]), dumps_by_program(dump)
+    code = f"SEED = {seed}\n" + CHILD
+    proc = run_child(code, {"XLA_FLAGS": with_xla_flags(f"{flags} --xla_dump_to={dump}")}, tmp_path,
+                     what=f"seed {seed}")
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("REPORT ")]
+    assert lines, f"seed {seed}: the child printed no REPORT line\n{proc.stdout[-3000:]}"
+    return json.loads(lines[-1][len("REPORT "):]), dumps_by_program(dump)
 
 
-def test_calls_are_captured_in_command_buffers_and_right(tmp_path):
-    need_gpus(1)
-    results, dumps = _run(tmp_path, SERVING_FLAGS)
-    assert all(results.values()), f"results differ from the reference: {results}"
+def test_calls_are_captured_in_command_buffers_and_right(tmp_path, gpus, rng):
+    results, dumps = _run(tmp_path, SERVING_FLAGS, rng.seed)
+    assert all(results.values()), f"seed {rng.seed}: results differ from the reference: {results}"
     for name in PROGRAMS:
-        assert name in dumps, f"no thunk dump for program {name}: {sorted(dumps)}"
+        assert name in dumps, f"seed {rng.seed}: no thunk dump for program {name}: {sorted(dumps)}"
         inside, outside = captured_custom_calls(dumps[name])
         assert inside >= 1 and outside == 0, (
-            f"{name}: {inside} custom call(s) inside a command buffer, {outside} outside; with "
+            f"seed {rng.seed}: {name}: {inside} custom call(s) inside a command buffer, {outside} outside; with "
             f"{SERVING_FLAGS} every call must be captured (is the CUDA handler still built with "
             "Traits::kCmdBufferCompatible?)\n" + dumps[name][:3000])
 
 
-def test_without_command_buffers_nothing_is_captured(tmp_path):
+def test_without_command_buffers_nothing_is_captured(tmp_path, gpus, rng):
     """The negative control: the same programs with command buffers off give no captured call (and the same
     results), so the test above can fail."""
-    need_gpus(1)
-    results, dumps = _run(tmp_path, OFF_FLAGS)
-    assert all(results.values()), f"results differ from the reference: {results}"
-    assert sorted(dumps) == sorted(PROGRAMS), f"thunk dumps missing: {sorted(dumps)}"
+    results, dumps = _run(tmp_path, OFF_FLAGS, rng.seed)
+    assert all(results.values()), f"seed {rng.seed}: results differ from the reference: {results}"
+    assert sorted(dumps) == sorted(PROGRAMS), f"seed {rng.seed}: thunk dumps missing: {sorted(dumps)}"
     for name, text in dumps.items():
-        assert captured_custom_calls(text)[0] == 0, f"{name}: captured with command buffers off?\n{text[:2000]}"
+        assert captured_custom_calls(text)[0] == 0, (
+            f"seed {rng.seed}: {name}: captured with command buffers off?\n{text[:2000]}")

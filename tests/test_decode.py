@@ -2,14 +2,17 @@
 
 Every output is compared with plain unsplit attention computed directly in NumPy float64 (``reference_attention``)
 on random paged caches (shuffled pages, block-table entries past a row's end pointing anywhere, -1 included). The
-metadata always comes from :func:`jax_mla_meta.reference.schedule`. Covered: dense (causal and not, ``s_q`` 1 and
-2) and sparse (with and without ``topk_length``, zeros in it, -1 and out-of-range indices), both layouts, ``P`` of
-1, 3, 7 and ``2 B + 5``; every workload of :func:`jax_mla_meta.workloads.spec_workloads` scaled down (a seeded
-window of at most 24 consecutive rows of the workload's own lengths, dense lengths divided by 32 rounding up, sparse
-``topk`` 2048 kept, the workload's ``P``) so each runs in well under a second after compiling; ``jax.jit``
-with traced metadata and lengths (one trace for two schedules); corrupted schedules (``end_block`` +/- 1, a 2026
-flag flipped) that must give a different output; and errors for bad shapes. Each case compiles once, so the whole
-file takes about a minute at most on two CPU cores. Every RNG is seeded and every failure message names its seed.
+metadata comes from :func:`jax_mla_meta.reference.schedule`, and in one test from the op itself on the CPU backend
+(:func:`jax_mla_meta.schedule` jitted together with the decode, and :func:`jax_mla_meta.get_mla_metadata` with its
+host-rule ``P`` and ``F``), in both layouts, dense and sparse. Covered: dense (causal and not, ``s_q`` 1 and 2) and
+sparse (with and without ``topk_length``, zeros in it, -1 and out-of-range indices), both layouts, ``P`` of 1, 3, 7
+and ``2 B + 5``; every workload of :func:`jax_mla_meta.workloads.spec_workloads` scaled down (a seeded window of at
+most 24 consecutive rows of the workload's own lengths, dense lengths divided by 32 rounding up, sparse ``topk``
+2048 kept, the workload's ``P``) so each runs in well under a second after compiling; ``jax.jit`` with traced
+metadata and lengths (one trace for two schedules); corrupted schedules (``end_block`` +/- 1 in both layouts, so a
+block is dropped or read twice; a 2026 flag flipped) that must give a different output; and errors for bad shapes.
+Each case compiles once, so the whole file takes about a minute and a half at most on two CPU cores. Every RNG is
+seeded and every failure message names its seed.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jax_mla_meta as mm
 from jax_mla_meta.decode import flash_mla_with_kvcache
 from jax_mla_meta.layouts import COLUMNS
 from jax_mla_meta.reference import schedule
 from jax_mla_meta.workloads import spec_workloads
+from lengths import between, topk_lengths, with_edges
 
 PAGE = 64
+LAYOUTS = ("2025", "2026")
 D, DV, H_Q = 48, 32, 4        # small stand-ins for MLA's 576 / 512 and the head count
 
 
@@ -121,13 +127,6 @@ def differs(got, want) -> bool:
     return not np.allclose(got[0], want[0], rtol=1e-4, atol=1e-4, equal_nan=False)
 
 
-def dense_lengths(rng, B: int) -> np.ndarray:
-    """Zeros, block boundaries and random lengths up to 700."""
-    x = rng.integers(0, 700, B)
-    x[: min(B, 6)] = rng.permutation([0, 1, 63, 64, 65, 128])[: min(B, 6)]
-    return rng.permutation(x).astype(np.int32)
-
-
 # (layout, flag, s_q, P), flag being causal (dense) or "topk_length given" (sparse). One P per case (each P is a
 # compile): over a layout's four cases, each of 1, 3, 7 and 2 B + 5 appears once, in both modes.
 B_RANDOM = 7
@@ -141,7 +140,7 @@ def test_dense_matches_plain_attention(n: int) -> None:
     layout, causal, s_q, P = FLAGS[n]
     seed = 1000 + n
     rng = np.random.default_rng(seed)
-    case = make_case(seed, dense_lengths(rng, B_RANDOM), s_q=s_q, h_k=1 + n % 2)
+    case = make_case(seed, with_edges(rng, B_RANDOM, 700), s_q=s_q, h_k=1 + n % 2)  # zeros, block boundaries
     want = reference_attention(case, causal=causal)
     meta, splits = metadata(case, P, layout)
     got = decode(case, meta, splits, layout=layout, causal=causal)
@@ -156,7 +155,7 @@ def test_sparse_matches_plain_attention(n: int) -> None:
     B, topk = B_RANDOM, 192
     topk_length = None
     if with_lengths:
-        topk_length = rng.integers(0, topk + 1, B)
+        topk_length = topk_lengths(rng, B, topk, "uniform")
         topk_length[0] = topk
         topk_length[1 + rng.permutation(B - 1)[:2]] = 0
     case = make_case(seed, np.zeros(B), s_q=s_q, h_k=1 + n % 2, topk=topk, topk_length=topk_length)
@@ -200,7 +199,7 @@ def test_jit_with_traced_metadata_and_lengths() -> None:
     rng = np.random.default_rng(seed)
     base = make_case(seed, np.full(6, 400), s_q=2)
     for trial in range(2):
-        case = dict(base, cache_seqlens=rng.integers(0, 401, 6).astype(np.int32))
+        case = dict(base, cache_seqlens=between(rng, 6, 0, 401))
         meta, splits = metadata(case, 5, "2026")
         got = run(*(jnp.asarray(case[k]) for k in ("q", "k_cache", "block_table", "cache_seqlens")),
                   jnp.asarray(meta), jnp.asarray(splits))
@@ -209,25 +208,80 @@ def test_jit_with_traced_metadata_and_lengths() -> None:
     assert len(traces) == 1, f"seed={seed}: traced {len(traces)} times for two schedules of the same shape"
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_metadata_from_the_op_drives_the_decode(sparse: bool, layout: str) -> None:
+    """The handler's own metadata, not the reference's, fed to the decode: (1) jax_mla_meta.schedule on the CPU
+    backend jitted together with flash_mla_with_kvcache, the lengths traced (two sets of them, one trace);
+    (2) get_mla_metadata with FlashMLA's host rule for P and F (the CPU is taken as an H100). Each must give
+    plain unsplit attention; the jitted metadata must also be the reference's bits."""
+    seed = 8000 + 2 * sparse + (layout == "2026")
+    rng = np.random.default_rng(seed)
+    B, s_q, P, topk = 7, 2, 5, 192
+    cpu = jax.devices("cpu")[0]
+    traces = []
+
+    @jax.jit
+    def run(q, k_cache, block_table, lengths, indices, topk_length):
+        traces.append(1)
+        meta, splits = mm.schedule(lengths, num_sm_parts=P, block_size_n=PAGE, fixed_overhead_num_blocks=5,
+                                   topk=topk if sparse else None, topk_length=topk_length, layout=layout)
+        out = flash_mla_with_kvcache(q, k_cache, block_table, lengths, DV, meta, splits, None, True, layout=layout,
+                                     indices=indices, topk_length=topk_length)
+        return out, (meta, splits)
+
+    for trial in range(2):
+        what = f"seed={seed} {'sparse' if sparse else 'dense'} layout={layout} trial={trial}"
+        if sparse:
+            tl = topk_lengths(rng, B, topk, "uniform")
+            tl[trial] = 0        # a row with no token
+            tl[trial + 1] = topk
+            case = make_case(seed + 100 * trial, np.zeros(B), s_q=s_q, topk=topk, topk_length=tl,
+                             pages_per_row=2)
+        else:
+            case = make_case(seed + 100 * trial, with_edges(rng, B, 700), s_q=s_q, pages_per_row=11)
+        want = reference_attention(case, causal=True)  # causal is ignored in sparse mode
+        args = [jax.device_put(case[k], cpu) if case[k] is not None else None
+                for k in ("q", "k_cache", "block_table", "cache_seqlens", "indices", "topk_length")]
+        out, (meta, splits) = run(*args)
+        assert_matches(tuple(np.asarray(x) for x in out), want, f"{what}: jitted schedule + decode")
+        ref_meta, ref_splits = metadata(case, P, layout)
+        assert np.array_equal(np.asarray(meta), ref_meta) and np.array_equal(np.asarray(splits), ref_splits), (
+            f"{what}: the op's metadata differs from reference.schedule")
+
+        # the rule's heads are a DeepSeek deployment's (128 query heads, one KV head, an fp8 cache when sparse):
+        # the metadata depends on P and F only, not on the decode's heads
+        meta, splits = mm.get_mla_metadata(args[3], s_q * 128, 1, 128, sparse, topk if sparse else None,
+                                           topk_length=args[5], layout=layout, device=cpu)
+        assert_matches(decode(case, meta, splits, layout=layout, causal=True), want,
+                       f"{what}: get_mla_metadata (P={meta.shape[0]})")
+    assert len(traces) == 1, f"seed={seed}: traced {len(traces)} times for two inputs of the same shape"
+
+
 def corruption_case(seed: int, sparse: bool) -> dict:
     """Rows long enough that P = 7 splits some of them (sparse: the lengths are topk_length, every index valid)."""
-    lengths = np.random.default_rng(seed).integers(300, 700, 6).astype(np.int32)
+    lengths = between(np.random.default_rng(seed), 6, 300, 700)
     if sparse:
         return make_case(seed, lengths, topk=704, topk_length=lengths, invalid_indices=False)
     return make_case(seed, lengths)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-def test_end_block_off_by_one_changes_the_output(sparse: bool) -> None:
-    seed = 5000 + sparse
+def test_end_block_off_by_one_changes_the_output(sparse: bool, layout: str) -> None:
+    """end_block - 1 drops a block of a part's last row, end_block + 1 (mid-row) reads the next part's first block
+    twice: either must change the output, in both layouts (2026: the flags left as they are)."""
+    seed = 5000 + sparse  # the same inputs in both layouts: the same parts, packed two ways
     case = corruption_case(seed, sparse)
     want = reference_attention(case)
-    meta, splits = metadata(case, 7, "2025")
-    assert_matches(decode(case, meta, splits, layout="2025"), want, f"seed={seed} uncorrupted")
-    c = COLUMNS["2025"]
+    meta, splits = metadata(case, 7, layout)
+    assert_matches(decode(case, meta, splits, layout=layout), want, f"seed={seed} {layout} uncorrupted")
+    c = COLUMNS[layout]
+    B = len(splits) - 1
     row_len = case["cache_seqlens"]  # also topk_length in the sparse case
     tried = {-1: 0, +1: 0}
-    for p in np.flatnonzero(meta[:, c["begin_req"]] >= 0):
+    busy = (meta[:, c["begin_req"]] >= 0) & (meta[:, c["begin_req"]] < B)  # idle parts: 2025 -1, 2026 B
+    for p in np.flatnonzero(busy):
         end_req, end_block = meta[p, c["end_req"]], meta[p, c["end_block"]]
         mid_row = end_block * PAGE < row_len[end_req]  # the row continues in the next part
         for delta in (-1, +1):
@@ -238,9 +292,10 @@ def test_end_block_off_by_one_changes_the_output(sparse: bool) -> None:
             bad = meta.copy()
             bad[p, c["end_block"]] += delta
             tried[delta] += 1
-            assert differs(decode(case, bad, splits, layout="2025"), want), (
-                f"seed={seed}: part {p} end_block {end_block} -> {end_block + delta} gave the reference output")
-    assert tried[-1] and tried[+1], f"seed={seed}: no part to corrupt ({tried}); metadata {meta.tolist()}"
+            assert differs(decode(case, bad, splits, layout=layout), want), (
+                f"seed={seed} {layout}: part {p} end_block {end_block} -> {end_block + delta} gave the reference "
+                "output")
+    assert tried[-1] and tried[+1], f"seed={seed} {layout}: no part to corrupt ({tried}); metadata {meta.tolist()}"
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])

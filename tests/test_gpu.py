@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import jax_mla_meta as mm
-from conftest import assert_same, need_gpus, ref
+from conftest import assert_same, ref
 from jax_mla_meta import workloads
-from lengths import lengths, topk_lengths
+from lengths import between, lengths, topk_lengths
 
 
 def run(dev, lens, P, topk=None, kernel="auto", layout="2025", topk_length=None):
@@ -21,8 +21,8 @@ def run(dev, lens, P, topk=None, kernel="auto", layout="2025", topk_length=None)
     return np.asarray(meta), np.asarray(splits)
 
 
-def test_plan_reads_the_device_limit():
-    dev = need_gpus(1)[0]
+def test_plan_reads_the_device_limit(gpus):
+    dev = gpus[0]
     p = mm.plan(1000, 132, device=dev)
     assert p.optin_limit is not None and p.optin_limit >= 48 * 1024
     assert p.kernel == "smem"
@@ -32,8 +32,8 @@ def test_plan_reads_the_device_limit():
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse"])
-def test_auto_on_both_sides_of_the_threshold(mode):
-    dev = need_gpus(1)[0]
+def test_auto_on_both_sides_of_the_threshold(mode, gpus):
+    dev = gpus[0]
     P = 132 if mode == "dense" else 66
     topk = 2048 if mode == "sparse" else None
     edge = mm.plan(0, P, device=dev).max_smem_rows
@@ -48,10 +48,10 @@ def test_auto_on_both_sides_of_the_threshold(mode):
 
 
 @pytest.mark.parametrize("w", workloads.spec_workloads(), ids=lambda w: w.label.replace(" ", "_"))
-def test_spec_workloads_every_kernel(w, rng):
+def test_spec_workloads_every_kernel(w, rng, gpus):
     """Every workload of docs/spec.md section 8: each kernel that can run, bit-identical to the reference in both
     layouts; sparse workloads also with per-row lengths (topk_length uniform in [0, topk])."""
-    dev = need_gpus(1)[0]
+    dev = gpus[0]
     lens = w.seqlens(seed=1)
     cases = [(layout, None) for layout in ("2025", "2026")]
     if w.topk is not None:
@@ -66,9 +66,9 @@ def test_spec_workloads_every_kernel(w, rng):
                         f"{w.label} {kernel} {layout} per_row={tl is not None} seed {rng.seed}")
 
 
-def test_fallback_million_rows_random(rng):
-    dev = need_gpus(1)[0]
-    lens = rng.integers(-10, 300_000, 1 << 20).astype(np.int32)
+def test_fallback_million_rows_random(rng, gpus):
+    dev = gpus[0]
+    lens = between(rng, 1 << 20, -10, 300_000)
     for P, topk, layout in ((132, None, "2025"), (4096, None, "2026"), (66, 2048, "2025")):
         assert_same(run(dev, lens, P, topk, "low_smem", layout), ref(lens, P, topk, layout=layout),
                     f"1M P={P} topk={topk} {layout} seed {rng.seed}")
@@ -77,10 +77,10 @@ def test_fallback_million_rows_random(rng):
                 f"1M per-row sparse seed {rng.seed}")
 
 
-def test_many_parts(rng):
-    dev = need_gpus(1)[0]
+def test_many_parts(rng, gpus):
+    dev = gpus[0]
     for B, P in ((3000, 4096), (100_000, 4096), (50, 20_000)):
-        lens = rng.integers(0, 5000, B).astype(np.int32)
+        lens = between(rng, B, 0, 5000)
         for layout in ("2025", "2026"):
             want = ref(lens, P, layout=layout)
             for kernel in ("auto", "low_smem"):
@@ -88,9 +88,9 @@ def test_many_parts(rng):
                             f"B={B} P={P} {kernel} {layout} seed {rng.seed}")
 
 
-def test_small_block_size_goes_to_low_smem():
+def test_small_block_size_goes_to_low_smem(gpus):
     """block_size_n < 64 can overflow the smem kernel's 31-bit group offsets: auto avoids it, forcing fails."""
-    dev = need_gpus(1)[0]
+    dev = gpus[0]
     assert not mm.smem_supported(16, 5) and mm.smem_supported(64, 5)
     assert mm.plan(100, 8, device=dev, block_size_n=16).kernel == "low_smem"
     lens = np.full(100, 2**31 - 1, np.int32)
@@ -102,10 +102,10 @@ def test_small_block_size_goes_to_low_smem():
         mm.schedule(x, num_sm_parts=8, block_size_n=16, kernel="smem")
 
 
-def test_wide_batches_vmapped(rng):
+def test_wide_batches_vmapped(rng, gpus):
     """low_smem batches of more than 8,192 rows per CTA run as three launches (chunk sums, the cluster,
     num_splits): vmapped batches with num_valid from 0 to B, dense (P = 132 and 3,000) and sparse."""
-    dev = need_gpus(1)[0]
+    dev = gpus[0]
     B, G = 140_001, 4
     wide = mm.plan(B, 132, kernel="low_smem", device=dev)
     assert wide.cluster_size * 8192 < B and wide.launches == 3   # several chunks per CTA
@@ -126,10 +126,10 @@ def test_wide_batches_vmapped(rng):
                         f"wide P={P} topk={topk} {layout} per_row={per_row} num_valid={nv[g]} seed {rng.seed}")
 
 
-def test_wide_batch_of_more_than_32_chunks_per_cta():
+def test_wide_batch_of_more_than_32_chunks_per_cta(gpus):
     """Over 4M dense rows (8 CTAs on an H100): a CTA's chunk positions no longer fit its shared memory, so they
     go to the workspace."""
-    dev = need_gpus(1)[0]
+    dev = gpus[0]
     B = 4_300_000
     if mm.plan(B, 132, kernel="low_smem", device=dev).cluster_size * 32 * 8192 >= B:
         pytest.skip("this device's clusters give every CTA at most 32 chunks")

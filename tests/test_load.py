@@ -4,20 +4,14 @@ calls in the middle of a run. Slow: skipped unless JAX_MLA_META_LOAD=1.
     JAX_MLA_META_LOAD=1 JAX_MLA_META_LOAD_SECONDS=60 python -m pytest -s -m slow tests/test_load.py
 
 Runs on the CPU and on the first GPU (skipped without one; JAX_MLA_META_REQUIRE_GPU=1 makes that a failure).
-
-The last two tests are quick and always run: the CPU dry run of the compute-sanitizer driver and script
-(scripts/sanitize_driver.py, scripts/sanitize.sh), whose real runs need a GPU and compute-sanitizer."""
+(The CPU dry runs of the compute-sanitizer scripts are in test_sanitize_scripts.py.)"""
 
 from __future__ import annotations
 
 import gc
 import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,8 +19,8 @@ import pytest
 
 import jax_mla_meta as mm
 from conftest import assert_same, need_gpus, ref
+from lengths import between
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 load_only = pytest.mark.skipif(os.environ.get("JAX_MLA_META_LOAD") != "1", reason="load tests: set JAX_MLA_META_LOAD=1")
 
 SECONDS = float(os.environ.get("JAX_MLA_META_LOAD_SECONDS", "60"))
@@ -34,6 +28,9 @@ THREADS = 8
 CALLS = 10_000
 HOST_GROWTH_LIMIT = 50 * 2**20      # bytes
 DEVICE_GROWTH_LIMIT = 1 * 2**20     # bytes
+
+# Row lengths: lengths.between(rng, B, 0, MAX_LEN, zeros=ZEROS), about 5% of the rows empty.
+MAX_LEN, ZEROS = 200_000, 0.05
 
 # (B, P, topk): tiny, decode, sparse MTP, near the smem threshold, past it (low_smem on a GPU), empty batch.
 CONFIGS = [(1, 132, None), (512, 132, None), (2048, 66, 2048), (5000, 66, None), (20_000, 132, None), (0, 4, None)]
@@ -69,12 +66,6 @@ def call(f, dev, lens):
     return np.asarray(meta), np.asarray(splits)
 
 
-def random_lengths(rng, B):
-    x = rng.integers(0, 200_000, B)
-    x[rng.random(B) < 0.05] = 0
-    return x.astype(np.int32)
-
-
 def expect_invalid_calls_fail(dev):
     """Invalid calls raise the documented Python error before anything runs."""
     with pytest.raises(TypeError, match="int32"):
@@ -96,7 +87,7 @@ def test_concurrent_dispatch(device):
     against the reference; halfway through, the main thread makes invalid calls, and the load carries on."""
     fns = {(B, P, tk): make_fn(device, P, tk) for B, P, tk in CONFIGS}
     for (B, P, tk), f in fns.items():                      # compile outside the timed run
-        lens = random_lengths(np.random.default_rng(0), B)
+        lens = between(np.random.default_rng(0), B, 0, MAX_LEN, zeros=ZEROS)
         assert_same(call(f, device, lens), ref(lens, P, tk), f"warm-up B={B} P={P}")
     errors: list[str] = []
     counts = [0] * THREADS
@@ -108,7 +99,7 @@ def test_concurrent_dispatch(device):
         start.wait()
         while time.monotonic() < deadline and not errors:
             B, P, tk = CONFIGS[int(rng.integers(len(CONFIGS)))]
-            lens = random_lengths(rng, B)
+            lens = between(rng, B, 0, MAX_LEN, zeros=ZEROS)
             try:
                 assert_same(call(fns[(B, P, tk)], device, lens), ref(lens, P, tk), f"thread {t} B={B} P={P}")
             except Exception as e:  # noqa: BLE001 - any failure is reported by the main thread
@@ -137,7 +128,7 @@ def test_memory_is_stable_over_many_calls(device):
     grow, after a warm-up."""
     rng = np.random.default_rng(7)
     B, P = 4096, 132
-    pool = [random_lengths(rng, B) for _ in range(32)]
+    pool = [between(rng, B, 0, MAX_LEN, zeros=ZEROS) for _ in range(32)]
     want = [ref(x, P) for x in pool]
     f = make_fn(device, P, None)
     for i in range(300):                                   # warm-up: compile, allocator pools, caches
@@ -173,42 +164,9 @@ def test_invalid_calls_leave_later_calls_working(device):
             continue
         for _ in range(50):
             B, P, tk = CONFIGS[int(rng.integers(len(CONFIGS)))]
-            lens = random_lengths(rng, B)
+            lens = between(rng, B, 0, MAX_LEN, zeros=ZEROS)
             assert_same(call(fns[(B, P, tk)], device, lens), ref(lens, P, tk), f"phase {phase} B={B} P={P}")
     if device.platform == "gpu":                           # the forced smem kernel still runs where it fits
         B = mm.plan(0, 132, device=device).max_smem_rows
-        lens = random_lengths(rng, B)
+        lens = between(rng, B, 0, MAX_LEN, zeros=ZEROS)
         assert_same(call(make_fn(device, 132, None, "smem"), device, lens), ref(lens, 132), "smem at its limit")
-
-
-def _cpu_env() -> dict:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    return env
-
-
-def test_sanitize_driver_dry_run():
-    """The sanitizer driver on the CPU: every workload up to 20k rows and every edge case, checked, exit 0."""
-    r = subprocess.run([sys.executable, str(SCRIPTS / "sanitize_driver.py"), "--dry-run", "--max-b", "20000",
-                        "--tag", "dry"], capture_output=True, text=True, timeout=600, env=_cpu_env())
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    last = r.stdout.strip().splitlines()[-1]
-    assert last.startswith("DRIVER SUMMARY:") and "mismatches=0" in last, last
-    assert "pure-TP prefill B=16384" in r.stdout and "B = 0" in r.stdout and "FAIL" not in r.stdout
-    bad = subprocess.run([sys.executable, str(SCRIPTS / "sanitize_driver.py"), "--kernels", "fast"],
-                         capture_output=True, text=True, timeout=120, env=_cpu_env())
-    assert bad.returncode == 2 and "--kernels" in bad.stderr
-
-
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-def test_sanitize_script_dry_run(tmp_path):
-    """sanitize.sh --dry-run: runs the driver per tool on the CPU and prints the summary table."""
-    r = subprocess.run(["bash", str(SCRIPTS / "sanitize.sh"), "--dry-run", "--tools", "memcheck racecheck",
-                        "--max-b", "600", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600,
-                       env=dict(_cpu_env(), PYTHON=sys.executable))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    table = r.stdout[r.stdout.index("compute-sanitizer summary"):]
-    rows = [line.split() for line in table.splitlines()[2:]]
-    assert [row[0] for row in rows] == ["memcheck", "racecheck"]
-    assert all(row[1] == "600" and row[4] == "0" and row[8] == "ok" for row in rows), table
-    assert (tmp_path / "sanitize-memcheck.log").exists()

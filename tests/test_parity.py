@@ -11,7 +11,7 @@ import pytest
 import jax_mla_meta as mm
 from conftest import INT32_MAX, assert_same, ref
 from jax_mla_meta.api import _schedule_into
-from lengths import extra_lengths, lengths, topk_lengths
+from lengths import between, extra_lengths, lengths, mixed, topk_lengths
 
 LAYOUTS = ["2025", "2026"]
 
@@ -83,7 +83,8 @@ def test_random_parity(backend, mode, layout, rng):
     assert tried >= 40
 
 
-EDGE_CASES = {
+# Lengths at the boundaries of the paths and rules (dense, sparse, per-row sparse): (lengths, P)
+BOUNDARY_CASES = {
     "all zeros": (np.zeros(1000), 132),
     "one 128k among 1023 ones": (np.r_[np.ones(511), 131072, np.ones(512)], 132),
     "lengths 63/64/65": (np.tile([63, 64, 65], 100), 66),
@@ -104,10 +105,10 @@ EDGE_CASES = {
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+@pytest.mark.parametrize("case", sorted(BOUNDARY_CASES))
 @pytest.mark.parametrize("mode", ["dense", "sparse", "sparse rows"])
-def test_edge_cases(backend, case, mode, layout, rng):
-    spec = EDGE_CASES[case]
+def test_boundary_cases(backend, case, mode, layout, rng):
+    spec = BOUNDARY_CASES[case]
     if isinstance(spec[0], str):
         lens, P = lengths(rng, spec[1], spec[0]), spec[2]
     else:
@@ -179,7 +180,7 @@ def test_overflowing_total_is_exact(backend):
 
 @pytest.mark.parametrize("bs,F", [(1, 0), (16, 1), (64, 5), (128, 40)])
 def test_other_block_sizes_and_overheads(backend, bs, F, rng):
-    lens = rng.integers(0, 20000, 777).astype(np.int32)
+    lens = between(rng, 777, 0, 20000)
     if not backend.fits(777, 50, bs=bs, F=F):
         pytest.skip("the smem kernel does not support this block size")
     for layout in LAYOUTS:
@@ -193,26 +194,13 @@ def test_row_path_walks(backend, F, hi, B, P, rng):
     """The row path in its shapes: Q <= 64 with F >= Q (every later row is hit; num_splits by a block scan) or
     with residues that wrap; F < Q (num_splits in closed form) with the candidate bound L below Q - 1 (F = 5, 7,
     8) and F = 0. Both layouts, dense and per-row sparse lengths."""
-    lens = rng.integers(0, hi, B).astype(np.int32)
+    lens = between(rng, B, 0, hi)
     for layout in LAYOUTS:
         assert_same(backend.run(lens, P, F=F, layout=layout), ref(lens, P, F=F, layout=layout),
                     f"{backend.name} F={F} B={B} P={P} {layout} seed {rng.seed}")
         kw = dict(topk=hi, topk_length=lens)
         assert_same(backend.run(lens, P, F=F, layout=layout, **kw), ref(lens, P, F=F, layout=layout, **kw),
                     f"{backend.name} sparse rows F={F} B={B} P={P} {layout} seed {rng.seed}")
-
-
-def _mixed_lengths(rng, B: int) -> np.ndarray:
-    """Lengths for the path tests: any family, short rows (many restarts), equal lengths (long chains of
-    restarts across the CTAs' slices) or lognormal."""
-    kind = int(rng.integers(0, 4))
-    if kind == 0:
-        return lengths(rng, B)
-    if kind == 1:
-        return rng.integers(-2, 400, B).astype(np.int32)
-    if kind == 2:
-        return np.full(B, int(rng.integers(1, 3000)), np.int32)
-    return lengths(rng, B, "lognormal")
 
 
 def _path_cases(backend, rng, sizes, reps, Ps, Fs, bss, G, what):
@@ -223,7 +211,7 @@ def _path_cases(backend, rng, sizes, reps, Ps, Fs, bss, G, what):
             if not backend.fits(B, P, bs=bs, F=F):   # the smem kernel with a small block size
                 continue
             layout = str(rng.choice(LAYOUTS))
-            lens = np.stack([_mixed_lengths(rng, B) for _ in range(G)])
+            lens = np.stack([mixed(rng, B) for _ in range(G)])   # a family, short, equal or lognormal rows
             nv = rng.integers(0, B + 1, G).astype(np.int32)
             nv[: G // 2] = B
             sparse = sparse_inputs(rng, B, int(rng.choice([64, 2048])), G) if rng.random() < 0.4 else {}
@@ -256,30 +244,49 @@ def test_mid_path_shapes(backend, rng):
     assert tried >= 60
 
 
+def poison_case(rng, B: int, kind) -> dict:
+    """The sparse inputs of a poisoned-output case: as given (a dict), or per-row ones drawn for ``kind``: "rows"
+    (topk_length), "rows+extra" (topk_length, extra_topk, extra_topk_length) or "extra rows" (extra_topk and
+    extra_topk_length without topk_length)."""
+    if isinstance(kind, dict):
+        return kind
+    kw = dict(topk=2048)
+    if kind in ("rows", "rows+extra"):
+        kw["topk_length"] = topk_lengths(rng, B, 2048)
+    if kind in ("rows+extra", "extra rows"):
+        kw["extra_topk"] = 512 if kind == "rows+extra" else 2048
+        kw["extra_topk_length"] = extra_lengths(rng, B)
+    return kw
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_poisoned_outputs_are_fully_written(backend, layout, rng):
-    """Outputs alias buffers pre-filled with poison: every element must be overwritten, on every path."""
+    """Outputs alias buffers pre-filled with poison: every element must be overwritten, on every path, dense and
+    sparse (one length, with an extra cache, per-row topk_length and extra_topk_length)."""
     cases = [(0, 5, {}), (1, 132, {}), (300, 66, dict(topk=2048)), (5000, 132, {}), (700, 132, {}),
-             (20000, 132, {}), (300, 66, "rows"), (3000, 66, "rows"), (20000, 66, "rows"), (1, 132, "rows")]
-    for B, P, kw in cases:
-        lens = rng.integers(0, 10000, B).astype(np.int32)
-        if kw == "rows":
-            kw = dict(topk=2048, topk_length=topk_lengths(rng, B, 2048))
+             (20000, 132, {}), (300, 66, "rows"), (3000, 66, "rows"), (20000, 66, "rows"), (1, 132, "rows"),
+             (300, 66, dict(topk=2048, extra_topk=512)), (1, 132, "rows+extra"), (300, 66, "rows+extra"),
+             (3000, 66, "rows+extra"), (20000, 66, "rows+extra"), (0, 5, "extra rows"), (700, 132, "extra rows"),
+             (5000, 66, "extra rows")]
+    for B, P, kind in cases:
+        lens = between(rng, B, 0, 10000)
+        kw = poison_case(rng, B, kind)
         if not backend.fits(B, P):
             continue
         put = backend.put
-        f = jax.jit(lambda a, b, s, t: _schedule_into(a, b, s, num_sm_parts=P, kernel=backend.kernel, layout=layout,
-                                                      topk=kw.get("topk"), topk_length=t))
+        rows = {k: put(kw[k]) for k in ("topk_length", "extra_topk_length") if k in kw}
+        f = jax.jit(lambda a, b, s, r: _schedule_into(a, b, s, num_sm_parts=P, kernel=backend.kernel, layout=layout,
+                                                      topk=kw.get("topk"), extra_topk=kw.get("extra_topk"), **r))
         meta, splits = (np.asarray(v) for v in f(put(np.full((P, 8), -777)), put(np.full((B + 1,), -777)),
-                                                 put(lens), put(kw.get("topk_length"))))
+                                                 put(lens), rows))
         assert_same((meta, splits), ref(lens, P, layout=layout, **kw),
-                    f"{backend.name} poisoned B={B} P={P} {layout} seed {rng.seed}")
+                    f"{backend.name} poisoned B={B} P={P} {layout} {sorted(kw)} seed {rng.seed}")
 
 
 def test_num_valid_padding(backend, rng):
     """Padded batches: one executable serves every num_valid; rows past it are ignored."""
     B, P = 257, 40
-    lens = rng.integers(0, 50000, B).astype(np.int32)
+    lens = between(rng, B, 0, 50000)
     tl = topk_lengths(rng, B, 2048)
     x, t = backend.put(lens), backend.put(tl)
     for layout in LAYOUTS:
@@ -300,14 +307,14 @@ def test_num_valid_padding(backend, rng):
 def test_jit_matches_eager_and_does_not_recompile(backend, rng):
     f = jax.jit(lambda s: mm.schedule(s, num_sm_parts=66, topk=None, kernel=backend.kernel))
     for _ in range(3):
-        lens = rng.integers(0, 100000, 1000).astype(np.int32)
+        lens = between(rng, 1000, 0, 100000)
         got = tuple(np.asarray(v) for v in f(backend.put(lens)))
         assert_same(got, ref(lens, 66), f"{backend.name} seed {rng.seed}")
     assert f._cache_size() == 1
 
 
 def test_vmap_in_axes_and_nested(backend, rng):
-    lens = rng.integers(0, 30000, (3, 50, 4)).astype(np.int32)   # batch axes 0 and 2, rows on axis 1
+    lens = between(rng, (3, 50, 4), 0, 30000)   # batch axes 0 and 2, rows on axis 1
     x = backend.put(lens)
     f = jax.vmap(jax.vmap(lambda s: mm.schedule(s, num_sm_parts=10, kernel=backend.kernel, layout="2026"),
                           in_axes=1), in_axes=0)

@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 
 from jax_mla_meta import _ffi, reference
-from lengths import lengths
+from lengths import between, mixed
 
 
 def tape(lens, P: int, bs: int, F: int, n: int):
@@ -155,8 +155,8 @@ def row_path_model(lens, P: int, bs: int, F: int, n: int, B: int, layout: str = 
 @pytest.mark.parametrize("seed,B,hi,P", [(0, 1500, 500, 132), (1, 1700, 2000, 256)])
 def test_row_path_many_restarts(seed, B, hi, P):
     """Batches whose chain of restarts outgrows the candidate bound, so the walk goes on over every row; the
-    same inputs are in test_parity.EDGE_CASES for the kernels."""
-    lens = np.random.default_rng(seed).integers(0, hi, B).astype(np.int32)
+    same inputs are in test_parity.BOUNDARY_CASES for the kernels."""
+    lens = between(np.random.default_rng(seed), B, 0, hi)
     for layout in ("2025", "2026"):
         got = row_path_model(lens, P, 64, 5, B, B, layout)
         want = reference.schedule(lens, P, 64, 5, layout=layout)
@@ -354,7 +354,7 @@ def test_model_matches_reference(model, sizes, count, rng):
         P = int(rng.choice([1, 2, 7, 66, 132, 200, 256]))
         F = int(rng.choice([0, 1, 5, 5, 5, 64, 1000, 70_000, 2**20]))
         bs = int(rng.choice([64, 64, 1, 3, 128]))
-        lens = (lengths(rng, B) if rng.random() < 0.7 else rng.integers(-2, 600, B)).astype(np.int32)
+        lens = mixed(rng, B, ("family", "short"), p=(0.7, 0.3), short_high=600)
         n = B if rng.random() < 0.7 else int(rng.integers(1, B + 1))
         nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
         if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there
@@ -377,9 +377,7 @@ def test_mid_path_model_matches_reference(rng):
         P = int(rng.choice([1, 7, 66, 132, 256]))
         F = int(rng.choice([0, 1, 5, 5, 5, 64, 127, 128]))
         bs = int(rng.choice([64, 64, 128, 256]))
-        kind = int(rng.integers(0, 3))
-        lens = (lengths(rng, B) if kind == 0 else rng.integers(-2, 600, B) if kind == 1
-                else np.full(B, rng.integers(1, 3000))).astype(np.int32)
+        lens = mixed(rng, B, ("family", "short", "equal"), short_high=600)
         n = B if rng.random() < 0.7 else int(rng.integers(1, B + 1))
         nblk = np.where(lens[:n] <= 1, 1, (lens[:n].astype(np.int64) - 1) // bs + 1)
         if int((nblk + F).sum()) >= 2**30:   # the kernels take the general path there

@@ -1,5 +1,6 @@
 """The op under JAX transformations: vmap, padding with num_valid, loops, command buffers, several devices,
-autodiff, export, jit caching, and the FFI API version guard.
+autodiff, export, jit caching, the per-row sparse inputs (topk_length, extra_topk, extra_topk_length) under jit,
+vmap and export, and the FFI API version guard.
 
 Every test runs on the CPU backend. The ones parametrised over ``dev`` also run on a CUDA device when one
 exists (they skip without one, or fail under JAX_MLA_META_REQUIRE_GPU, see conftest.need_gpus). Anything that
@@ -29,6 +30,7 @@ import jax_mla_meta as mm
 from conftest import assert_same, need_gpus, ref
 from jax_mla_meta import _ffi, reference
 from jax_mla_meta.bench import GRAPH_FLAGS
+from lengths import INT32_MAX, INT32_MIN, between, extra_lengths, topk_lengths
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TESTS_DIR)
@@ -74,8 +76,8 @@ def count_custom_calls(jitted, *args) -> tuple[int, int]:
     return stablehlo, compiled
 
 
-def lengths(rng, shape, high=40000):
-    return rng.integers(0, high, shape).astype(np.int32)
+# Row lengths here are drawn with lengths.between(rng, shape, 0, MAX_LEN): next_lengths needs them below 50,000.
+MAX_LEN = 40000
 
 
 def next_lengths(s, splits, t):
@@ -197,7 +199,7 @@ def check_multi_device(devices, spelling: str, B: int = 45, P: int = 9, seed: in
     smap = shard_map_spellings()[spelling]
     mesh = Mesh(np.array(devices[:2]), ("x",))
     rng = np.random.default_rng(seed)
-    lens = lengths(rng, (2, B))
+    lens = between(rng, (2, B), 0, MAX_LEN)
     lens[1, B // 2 :] = 0  # the two devices get visibly different work
     want = [ref(lens[i], P) for i in range(2)]
 
@@ -234,8 +236,9 @@ def check_multi_device(devices, spelling: str, B: int = 45, P: int = 9, seed: in
                             f"jit {what} row {row} on {shard_m.device}")
 
 
-def run_child(code: str, env_update: dict, tmp_path) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter (so XLA_FLAGS apply from backend start) with this module importable."""
+def run_child(code: str, env_update: dict, tmp_path, what: str = "") -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (so XLA_FLAGS apply from backend start) with this module (and the tests'
+    helpers) importable; ``what`` (such as the seed of the child's inputs) opens the failure message."""
     script = tmp_path / "child.py"
     script.write_text(
         "import sys\n"
@@ -247,7 +250,8 @@ def run_child(code: str, env_update: dict, tmp_path) -> subprocess.CompletedProc
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO_DIR, env=env, capture_output=True,
                           text=True, timeout=CHILD_TIMEOUT_S)
     if proc.returncode != 0:
-        pytest.fail(f"child exited with {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n"
+        head = f"{what}: " if what else ""
+        pytest.fail(f"{head}child exited with {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n"
                     f"--- stderr\n{proc.stderr[-8000:]}", pytrace=False)
     return proc
 
@@ -263,7 +267,7 @@ def with_xla_flags(flags: str) -> str:
 def test_vmap_is_one_custom_call_and_bit_identical(dev, G):
     rng = np.random.default_rng(G)
     B, P = 37, 7
-    lens = lengths(rng, (G, B))
+    lens = between(rng, (G, B), 0, MAX_LEN)
     lens[0, :3] = [0, 1, 2**31 - 1]  # zero, tiny and huge rows in the same batch
     x = put(lens, dev)
     f = jax.jit(jax.vmap(lambda s: mm.schedule(s, num_sm_parts=P)))
@@ -284,7 +288,7 @@ def test_vmap_is_one_custom_call_and_bit_identical(dev, G):
 def test_vmap_in_axes_1(dev):
     rng = np.random.default_rng(1)
     B, G, P = 23, 4, 6
-    lens = lengths(rng, (B, G))  # the batch axis is the last one
+    lens = between(rng, (B, G), 0, MAX_LEN)  # the batch axis is the last one
     x = put(lens, dev)
     f = jax.jit(jax.vmap(lambda s: mm.schedule(s, num_sm_parts=P), in_axes=1))
     assert count_custom_calls(f, x) == (1, 1)
@@ -297,7 +301,7 @@ def test_vmap_in_axes_1(dev):
 def test_nested_vmap_is_still_one_custom_call(dev):
     rng = np.random.default_rng(2)
     G1, G2, B, P = 3, 2, 19, 5
-    lens = lengths(rng, (G1, B, G2))
+    lens = between(rng, (G1, B, G2), 0, MAX_LEN)
     x = put(lens, dev)
     inner = jax.vmap(lambda s: mm.schedule(s, num_sm_parts=P), in_axes=1)   # over G2 (axis 1 of [B, G2])
     f = jax.jit(jax.vmap(inner, in_axes=0))                                  # over G1
@@ -313,7 +317,7 @@ def test_vmap_over_num_valid_only(dev):
     """Unbatched seqlens, batched num_valid: the batching rule broadcasts seqlens; still one custom call."""
     rng = np.random.default_rng(3)
     B, P = 21, 4
-    lens = lengths(rng, B)
+    lens = between(rng, B, 0, MAX_LEN)
     ns = np.array([0, 1, 7, B - 1, B, -4, B + 9, -(2**31), 2**31 - 1], np.int32)
     x, n = put(lens, dev), put(ns, dev)
 
@@ -330,7 +334,7 @@ def test_vmap_over_num_valid_only(dev):
 def test_vmap_both_batched_on_different_axes(dev):
     rng = np.random.default_rng(4)
     B, G, P = 17, 3, 5
-    lens = lengths(rng, (B, G))
+    lens = between(rng, (B, G), 0, MAX_LEN)
     ns = np.array([B, 4, 0], np.int32)
     f = jax.jit(jax.vmap(lambda s, k: mm.schedule(s, num_sm_parts=P, num_valid=k), in_axes=(1, 0)))
     x, n = put(lens, dev), put(ns, dev)
@@ -355,7 +359,7 @@ def test_vmap_over_empty_batch_and_empty_rows(dev):
 def test_one_executable_serves_every_num_valid(dev):
     rng = np.random.default_rng(5)
     B, P = 23, 6
-    lens = lengths(rng, B)
+    lens = between(rng, B, 0, MAX_LEN)
     x = put(lens, dev)
     f = jax.jit(lambda s, n: mm.schedule(s, num_sm_parts=P, num_valid=n))
     for n in list(range(B + 1)) + [-1, B + 1, -(2**31), 2**31 - 1]:
@@ -371,7 +375,7 @@ def test_padding_values_are_never_read(dev):
     """Rows past num_valid may hold anything (huge, negative): the outputs must not change."""
     rng = np.random.default_rng(6)
     B, P, n = 40, 8, 25
-    lens = lengths(rng, B)
+    lens = between(rng, B, 0, MAX_LEN)
     f = jax.jit(lambda s, k: mm.schedule(s, num_sm_parts=P, num_valid=k))
     want = ref(lens, P, num_valid=n)
     for garbage in (0, -1, 2**31 - 1, -(2**31)):
@@ -389,7 +393,7 @@ def test_num_valid_traced_from_the_data(dev):
                                       num_valid=jnp.sum(s >= 0).astype(jnp.int32)))
     for n in (0, 1, 13, B):
         lens = np.full(B, -1, np.int32)
-        lens[:n] = lengths(rng, n)
+        lens[:n] = between(rng, n, 0, MAX_LEN)
         assert_same(host(*f(put(lens, dev))), ref(np.maximum(lens, 0), P, num_valid=n), f"n={n}")
     assert f._cache_size() == 1
 
@@ -402,7 +406,7 @@ def test_loops_with_lengths_changing_per_iteration(dev, loop):
     """The op in a jitted fori_loop / scan / while_loop, each iteration's lengths computed from the last
     iteration's num_splits and num_valid shrinking to below zero: the same as the reference iterated."""
     T, B, P = 9, 26, 7
-    s0 = put(lengths(np.random.default_rng(8), B), dev)
+    s0 = put(between(np.random.default_rng(8), B, 0, MAX_LEN), dev)
     check_loop(LOOPS[loop](T, P), s0, T, P)
 
 
@@ -414,7 +418,7 @@ def test_command_buffer_flags_are_accepted_and_loop_is_right_on_cpu(tmp_path):
         rng = np.random.default_rng(10)
         for loop in sorted(t.LOOPS):
             T, B, P = 6, 33, 9
-            s0 = jax.device_put(t.lengths(rng, B), jax.devices("cpu")[0])
+            s0 = jax.device_put(t.between(rng, B, 0, t.MAX_LEN), jax.devices("cpu")[0])
             t.check_loop(t.LOOPS[loop](T, P), s0, T, P)
         print("OK")
     """
@@ -427,10 +431,10 @@ def test_command_buffer_flags_are_accepted_and_loop_is_right_on_cpu(tmp_path):
 
 @pytest.mark.parametrize("B,P", [(45, 9), (11622, 132)], ids=["warp_path", "mid_path_cluster"])
 @pytest.mark.parametrize("spelling", ["jax.shard_map", "jax.experimental.shard_map"])
-def test_two_gpus(spelling, B, P):
+def test_two_gpus(spelling, B, P, two_gpus):
     """Each device runs its own kernels (the mid path's 8-CTA clusters too: their launch limits are read per
     device)."""
-    devices = need_gpus(2)
+    devices = two_gpus
     if spelling not in shard_map_spellings():
         pytest.skip(f"{spelling} does not exist in jax {jax.__version__}")
     check_multi_device(devices[:2], spelling, B=B, P=P)
@@ -520,7 +524,7 @@ def _exported(f, arg_shape):
 def test_export_for_cpu_and_cuda_then_call(dev):
     rng = np.random.default_rng(11)
     B, G, P = 29, 3, 6
-    lens = lengths(rng, (G, B))
+    lens = between(rng, (G, B), 0, MAX_LEN)
     f = jax.vmap(lambda s: mm.schedule(s, num_sm_parts=P))
     exp = _exported(f, (G, B))
     assert tuple(exp.platforms) == EXPORT_PLATFORMS
@@ -553,7 +557,7 @@ def test_export_serialize_roundtrip(dev):
     assert isinstance(blob, (bytes, bytearray)) and len(blob) > 0
     back = jax.export.deserialize(bytes(blob))
     assert tuple(back.platforms) == EXPORT_PLATFORMS
-    lens = lengths(rng, B)
+    lens = between(rng, B, 0, MAX_LEN)
     for n in (0, 17, B):
         assert_same(host(*back.call(put(lens, dev), put(n, dev))), ref(lens, P, num_valid=n), f"num_valid={n}")
 
@@ -565,16 +569,145 @@ def test_jit_does_not_recompile_when_only_values_change(dev):
     g = jax.jit(jax.vmap(lambda s: mm.schedule(s, num_sm_parts=P)))
     loop = fori_loop_program(3, P)
     for _ in range(4):
-        lens = lengths(rng, B)
+        lens = between(rng, B, 0, MAX_LEN)
         assert_same(host(*f(put(lens, dev))), ref(lens, P))
         assert_same(tuple(a[0] for a in host(*g(put(lens[None], dev)))), ref(lens, P))
         loop(put(lens, dev))
     assert f._cache_size() == 1 and g._cache_size() == 1 and loop._cache_size() == 1
-    f(put(lengths(rng, B + 1), dev))  # a new shape is a new executable
+    f(put(between(rng, B + 1, 0, MAX_LEN), dev))  # a new shape is a new executable
     assert f._cache_size() == 2
 
 
-# --------------------------------------------------------------------------------------- 6. FFI API versions
+# ----------------------------------------------------------------------------------- 6. per-row sparse inputs
+
+SPARSE_TOPK = 2048
+# The per-row sparse inputs of each case: (topk_length given, extra_topk, extra_topk_length given).
+PER_ROW_CASES = {
+    "topk_length": (True, None, False),
+    "topk_length+extra_topk": (True, 512, False),
+    "topk_length+extra_topk+extra_topk_length": (True, 64, True),
+    "extra_topk+extra_topk_length": (False, 512, True),
+}
+
+
+def per_row_inputs(rng, shape: tuple, case: str) -> tuple[dict, int | None]:
+    """The case's per-row inputs of ``shape`` ([B] or [G, B]; absent ones left out) and its extra_topk."""
+    with_tl, extra, with_etl = PER_ROW_CASES[case]
+    *batch, B = shape
+    G = int(np.prod(batch, dtype=np.int64))
+    rows = {}
+    if with_tl:
+        rows["topk_length"] = np.stack([topk_lengths(rng, B, SPARSE_TOPK) for _ in range(G)]).reshape(shape)
+    if with_etl:
+        rows["extra_topk_length"] = np.stack([extra_lengths(rng, B) for _ in range(G)]).reshape(shape)
+    return rows, extra
+
+
+def sparse_schedule(P: int, layout: str, extra, with_num_valid: bool = False):
+    """schedule(seqlens[, num_valid], rows) in sparse mode, ``rows`` a dict of the per-row inputs (a pytree that
+    jit, vmap and export carry as it is)."""
+    if with_num_valid:
+        return lambda s, n, rows: mm.schedule(s, num_sm_parts=P, topk=SPARSE_TOPK, extra_topk=extra, num_valid=n,
+                                              layout=layout, **rows)
+    return lambda s, rows: mm.schedule(s, num_sm_parts=P, topk=SPARSE_TOPK, extra_topk=extra, layout=layout, **rows)
+
+
+def put_rows(rows: dict, device) -> dict:
+    return {k: put(v, device) for k, v in rows.items()}
+
+
+@pytest.mark.parametrize("layout", ["2025", "2026"])
+@pytest.mark.parametrize("case", list(PER_ROW_CASES))
+def test_jit_with_per_row_sparse_inputs(dev, case, layout, rng):
+    """topk_length / extra_topk / extra_topk_length through jit: one custom call, bit-identical to the reference
+    (and to the eager call), and one executable for every new set of values."""
+    B, P = 45, 7
+    rows, extra = per_row_inputs(rng, (B,), case)
+    f = jax.jit(sparse_schedule(P, layout, extra))
+    x = put(between(rng, B, 0, MAX_LEN), dev)   # sparse mode: the lengths only give B
+    assert count_custom_calls(f, x, put_rows(rows, dev)) == (1, 1)
+    for trial in range(3):
+        lens = between(rng, B, 0, MAX_LEN)
+        rows, _ = per_row_inputs(rng, (B,), case)
+        got = host(*f(put(lens, dev), put_rows(rows, dev)))
+        what = f"{case} {layout} trial {trial} seed {rng.seed}"
+        assert_same(got, ref(lens, P, SPARSE_TOPK, layout=layout, extra_topk=extra, **rows), what)
+        assert_same(host(*sparse_schedule(P, layout, extra)(put(lens, dev), put_rows(rows, dev))), got,
+                    f"eager vs jit, {what}")
+    assert f._cache_size() == 1, f"seed {rng.seed}: recompiled for new values"
+
+
+@pytest.mark.parametrize("layout", ["2025", "2026"])
+@pytest.mark.parametrize("case", list(PER_ROW_CASES))
+def test_vmap_with_per_row_sparse_inputs_and_num_valid(dev, case, layout, rng):
+    """vmap over batches of per-row sparse inputs padded with num_valid (0, B, in between, out of range): one
+    custom call, each batch bit-identical to the reference, and the rows past num_valid never read (garbage
+    there, int32 limits included, changes nothing). Then vmap over num_valid alone, the per-row inputs closed
+    over (the batching rule broadcasts them)."""
+    G, B, P = 6, 33, 6
+    lens = between(rng, (G, B), 0, MAX_LEN)
+    rows, extra = per_row_inputs(rng, (G, B), case)
+    nv = np.array([B, 0, int(rng.integers(1, B)), int(rng.integers(1, B)), -3, B + 5], np.int32)
+    padded = {k: v.copy() for k, v in rows.items()}
+    for g in range(G):
+        k = min(max(int(nv[g]), 0), B)
+        for v in padded.values():
+            v[g, k:] = rng.choice([0, -1, INT32_MAX, INT32_MIN, 4096], B - k)
+    f = jax.jit(jax.vmap(sparse_schedule(P, layout, extra, with_num_valid=True)))
+    x, n = put(lens, dev), put(nv, dev)
+    assert count_custom_calls(f, x, n, put_rows(padded, dev)) == (1, 1)
+    meta, splits = host(*f(x, n, put_rows(padded, dev)))
+    assert meta.shape == (G, P, 8) and splits.shape == (G, B + 1)
+    for g in range(G):
+        want = ref(lens[g], P, SPARSE_TOPK, int(nv[g]), layout=layout, extra_topk=extra,
+                   **{k: v[g] for k, v in rows.items()})
+        assert_same((meta[g], splits[g]), want, f"{case} {layout} batch {g} num_valid={nv[g]} seed {rng.seed}")
+    assert_same(host(*f(x, n, put_rows(rows, dev))), (meta, splits),
+                f"{case} {layout}: padding changed the output, seed {rng.seed}")
+
+    one = {k: put(v[0], dev) for k, v in rows.items()}
+    closed = jax.jit(jax.vmap(lambda k: sparse_schedule(P, layout, extra, with_num_valid=True)(x[0], k, one)))
+    assert count_custom_calls(closed, n) == (1, 1)
+    meta, splits = host(*closed(n))
+    for g in range(G):
+        want = ref(lens[0], P, SPARSE_TOPK, int(nv[g]), layout=layout, extra_topk=extra,
+                   **{k: v[0] for k, v in rows.items()})
+        assert_same((meta[g], splits[g]), want, f"{case} {layout} closed over, num_valid={nv[g]} seed {rng.seed}")
+
+
+@pytest.mark.parametrize("layout", ["2025", "2026"])
+@pytest.mark.parametrize("case", list(PER_ROW_CASES))
+def test_export_roundtrip_with_per_row_sparse_inputs(dev, case, layout, rng):
+    """A vmapped sparse schedule with per-row inputs and num_valid, exported for the CPU (and CUDA), serialized
+    and deserialized: the same custom call per target, and both the exported and the deserialized program give
+    the reference's bits."""
+    pytest.importorskip("flatbuffers", reason="jax.export serialization needs the flatbuffers package")
+    G, B, P = 3, 29, 5
+    lens = between(rng, (G, B), 0, MAX_LEN)
+    rows, extra = per_row_inputs(rng, (G, B), case)
+    nv = np.array([B, int(rng.integers(0, B + 1)), 0], np.int32)
+    DC = jax.export.DisabledSafetyCheck
+    spec = lambda shape: jax.ShapeDtypeStruct(shape, jnp.int32)
+    exp = jax.export.export(jax.jit(jax.vmap(sparse_schedule(P, layout, extra, with_num_valid=True))),
+                            platforms=EXPORT_PLATFORMS, disabled_checks=[DC.custom_call(t) for t in TARGETS])(
+        spec((G, B)), spec((G,)), {k: spec((G, B)) for k in rows})
+    text = exp.mlir_module()
+    for target in EXPORT_TARGETS:
+        assert len(re.findall(rf"custom_call @{target}\(", text)) == 1, f"{target} {case} {layout}"
+    assert [a.shape for a in exp.out_avals] == [(G, P, 8), (G, B + 1)]
+    back = jax.export.deserialize(bytes(exp.serialize()))
+    assert tuple(back.platforms) == EXPORT_PLATFORMS
+    for name, program in (("exported", exp.call), ("deserialized", back.call), ("jit(deserialized)",
+                                                                               jax.jit(back.call))):
+        meta, splits = host(*program(put(lens, dev), put(nv, dev), put_rows(rows, dev)))
+        for g in range(G):
+            want = ref(lens[g], P, SPARSE_TOPK, int(nv[g]), layout=layout, extra_topk=extra,
+                       **{k: v[g] for k, v in rows.items()})
+            assert_same((meta[g], splits[g]), want,
+                        f"{name} {case} {layout} batch {g} num_valid={nv[g]} seed {rng.seed}")
+
+
+# --------------------------------------------------------------------------------------- 7. FFI API versions
 
 
 @pytest.mark.parametrize("built,runtime", [((0, 4), (0, 3)), ((0, 5), (0, 4)), ((1, 0), (0, 9))])
