@@ -6,6 +6,7 @@ switched off with ``JAX_MLA_META_DISABLE_CUDA=1``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 
@@ -36,16 +37,27 @@ def _disable_cuda() -> bool:
                       "to run as a CPU-only build, or 0/false/no/off (or leave it unset)")
 
 
-CUDA_IMPORT_ERROR: str | None = None
+# How to get the CUDA module, as README.md's set-up says: the build makes it whenever nvcc is on the PATH.
+CUDA_BUILD_HINT = ("To build it, reinstall from the source tree with CUDA's nvcc on the PATH: "
+                   "`python -m pip install -e .` (README.md, Set-up)")
+
+CUDA_IMPORT_ERROR: str | None = None   # why _cuda is None, in words (None when it loaded)
 if _disable_cuda():   # documented: run as a CPU-only build
     _cuda = None
     CUDA_IMPORT_ERROR = "disabled by JAX_MLA_META_DISABLE_CUDA"
+elif importlib.util.find_spec(f"{__package__}._cuda") is None:   # pragma: no cover - depends on the build
+    # the build makes _cuda only where nvcc was found (or not at all with -Ccmake.define.JAX_MLA_META_CUDA=OFF);
+    # importing it here would only say "cannot import name '_cuda' from partially initialized module"
+    _cuda = None
+    CUDA_IMPORT_ERROR = ("the CUDA module was not built: nvcc was not on the PATH when the package was built, or "
+                         f"the build switched it off. {CUDA_BUILD_HINT}")
 else:
-    try:  # the CUDA module is built only where nvcc was found
+    try:
         from . import _cuda  # type: ignore[attr-defined]
     except ImportError as _e:  # pragma: no cover - depends on the build
         _cuda = None
-        CUDA_IMPORT_ERROR = str(_e)
+        CUDA_IMPORT_ERROR = (f"the CUDA module is there but could not be loaded: {' '.join(str(_e).split())}. "
+                             "A missing CUDA runtime library is the usual cause")
 
 CPU_TARGET = "jax_mla_meta_cpu_v2"
 CUDA_TARGET = "jax_mla_meta_cuda_v2"

@@ -74,10 +74,9 @@ def _lowering(target: str):
 
 def _missing_cuda(ctx, *args, **params):
     raise RuntimeError(
-        "jax_mla_meta was built without its CUDA module, so it cannot run on a GPU"
-        + (f" (import error: {_ffi.CUDA_IMPORT_ERROR})" if _ffi.CUDA_IMPORT_ERROR else "")
-        + ". Reinstall on a machine with nvcc (`python -m pip install --no-build-isolation .`), "
-        "or place the inputs on the CPU (jax.device_put(x, jax.devices('cpu')[0]))."
+        "jax_mla_meta cannot run on a GPU here: "
+        + (_ffi.CUDA_IMPORT_ERROR or f"the CUDA module is missing. {_ffi.CUDA_BUILD_HINT}").rstrip(".")
+        + ". Or place the inputs on the CPU (jax.device_put(x, jax.devices('cpu')[0]))."
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from . import _ffi
 from ._args import INT32_MAX, as_int, choice, device_of, int32_array, is_traced
 from ._primitive import KERNELS, LAYOUT_CODES, ROW_EXTRA_LENGTH, ROW_TOPK_LENGTH, schedule_p
+from .costs import uniform_sparse_too_long
 from .host_rules import Scheduler, rule_for_device
 from .layouts import Layout, check_layout
 from .plan import Kernel, plan
@@ -83,9 +84,8 @@ def _bind(seqlens, *, num_sm_parts, block_size_n=64, fixed_overhead_num_blocks=5
     if topk is None and (tl is not None or etl is not None or et):
         raise ValueError("topk_length, extra_topk and extra_topk_length describe sparse rows: pass topk as well")
     if topk is not None and tl is None and etl is None and et:
-        up = (max(tk, 1) + 63) // 64 * 64
-        if up + et > INT32_MAX:
-            raise ValueError(f"topk rounded up to a multiple of 64 ({up}) plus extra_topk ({et}) must stay below "
+        if uniform_sparse_too_long(tk, et):
+            raise ValueError(f"topk ({tk}) rounded up to a multiple of 64, plus extra_topk ({et}), must stay below "
                              "2**31: no row can be that long")
     if kernel == "smem":
         p = plan(B, P, kernel="smem", device=device, block_size_n=bs, fixed_overhead_num_blocks=F, topk=topk,

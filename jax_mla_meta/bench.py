@@ -194,7 +194,7 @@ def end_to_end_us(lens: np.ndarray, P: int, kw: dict, kernel: str, device, repea
 
 def cases(max_B: int | None = None, layouts=("2025", "2026"), per_row: bool = True):
     """(kind, label, lengths, P, schedule kwargs): the docs/spec.md section 8 workloads in each layout, the sparse
-    ones also with per-row top-k counts (uniform in [0, topk], the 2026 layout), and the sweep of ORIGINAL_US
+    ones also with per-row top-k counts (uniform in [0, topk]) in each layout, and the sweep of ORIGINAL_US
     (2025)."""
     out = []
     for w in workloads.spec_workloads(max_B):
@@ -202,8 +202,9 @@ def cases(max_B: int | None = None, layouts=("2025", "2026"), per_row: bool = Tr
             out.append(("workload", f"{w.label} {layout}", w.seqlens(seed=0), w.num_sm_parts,
                         dict(topk=w.topk, layout=layout)))
         if per_row and w.topk is not None:
-            out.append(("per-row", f"{w.label} topk_length 2026", w.seqlens(seed=0), w.num_sm_parts,
-                        dict(topk=w.topk, layout="2026", topk_length=w.topk_length(seed=0))))
+            for layout in layouts:
+                out.append(("per-row", f"{w.label} topk_length {layout}", w.seqlens(seed=0), w.num_sm_parts,
+                            dict(topk=w.topk, layout=layout, topk_length=w.topk_length(seed=0))))
     for B in SWEEP_B:
         if max_B is not None and B > max_B:
             continue
@@ -270,6 +271,22 @@ def gpu_table(rows: list[dict], no_graph: dict | None = None) -> str:
                      f"{_fmt(r['device_us']):>7} {_fmt(r['p10_us']) + '-' + _fmt(r['p90_us']):>12} "
                      f"{_fmt(r['step_us']):>6} {_fmt(ng):>8} {_fmt(r['e2e_us']):>7} {_fmt(r['original_us']):>9}")
     return "\n".join(lines)
+
+
+def layout_table(rows: list[dict]) -> str:
+    """Device and step time of every case measured in both layouts, the 2025 and 2026 figures side by side."""
+    pairs: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in rows:
+        base, _, layout = r["label"].rpartition(" ")
+        if layout in ("2025", "2026"):
+            pairs.setdefault((base, r["kernel"]), {})[layout] = r
+    lines = [f"{'case':<46} {'kernel':<9} {'device 2025':>11} {'device 2026':>11} {'step 2025':>9} {'step 2026':>9}"]
+    for (base, kernel), by in pairs.items():
+        if len(by) == 2:
+            a, b = by["2025"], by["2026"]
+            lines.append(f"{base:<46} {kernel:<9} {_fmt(a['device_us']):>11} {_fmt(b['device_us']):>11} "
+                         f"{_fmt(a['step_us']):>9} {_fmt(b['step_us']):>9}")
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def cpu_table(rows: list[dict]) -> str:
@@ -341,6 +358,10 @@ def main(argv=None, progress: Callable[[str], None] | None = None) -> int:
               f"jitted {STEPS}-step loop\nwith command buffers on; no-graph: the same with them off; e2e: one "
               "dispatched jitted call. original: the original kernels (ORIGINAL_US).")
         print(gpu_table(result["gpu"], result.get("step_no_graphs")))
+        both = layout_table(result["gpu"])
+        if both:
+            print("\nThe two layouts side by side (µs):")
+            print(both)
     return 0
 
 

@@ -31,10 +31,15 @@ import dataclasses
 
 import numpy as np
 
-from .costs import num_blocks, row_lengths
+from . import _ffi
+from ._args import INT32_MAX, as_int, int32_array, is_traced
+from .api import _check_extra_topk
+from .costs import num_blocks, row_lengths, uniform_sparse_too_long
 from .layouts import COLUMNS, Layout, check_layout
 
 __all__ = ["ScheduleError", "ScheduleStats", "check_schedule"]
+
+INT32_MIN = -(2**31)
 
 
 class ScheduleError(AssertionError):
@@ -76,6 +81,51 @@ class ScheduleStats:
         return int((~self.busy).sum())
 
 
+def _row_array(name: str, x, B: int, int32_only: bool) -> np.ndarray | None:
+    """``topk_length`` / ``extra_topk_length`` as an int64 ``[B]`` array, or a TypeError/ValueError naming it.
+    ``int32_only``: as :func:`jax_mla_meta.schedule` takes them (int32 arrays); else any integer array-like whose
+    values fit in int32."""
+    if x is None:
+        return None
+    if is_traced(x):
+        raise TypeError(f"{name} must be a concrete array: this runs in NumPy, outside jax.jit (got a traced "
+                        f"{type(x).__name__})")
+    if int32_only:
+        int32_array(name, x)
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {a.dtype}")
+    if a.shape != (B,):
+        raise ValueError(f"{name} must have the shape of seqlens {(B,)}, got {a.shape}")
+    if a.size and (int(a.min()) < INT32_MIN or int(a.max()) > INT32_MAX):
+        raise ValueError(f"{name} values must fit in int32 ({INT32_MIN}..{INT32_MAX}); got "
+                         f"{int(a.min()) if int(a.min()) < INT32_MIN else int(a.max())}")
+    return a.astype(np.int64)
+
+
+def workload_args(B: int, *, block_size_n, fixed_overhead_num_blocks, topk, num_valid, layout, topk_length,
+                  extra_topk, extra_topk_length, int32_only: bool = False) -> dict:
+    """The arguments that describe one batch of ``B`` rows, checked with :func:`jax_mla_meta.schedule`'s limits and
+    messages (each error names the argument): returned as a dict of Python ints / int64 arrays, with ``num_valid``
+    clamped to ``[0, B]``. Shared by :func:`check_schedule` and :func:`jax_mla_meta.reference.schedule`."""
+    bs = as_int("block_size_n", block_size_n, 1, INT32_MAX)
+    F = as_int("fixed_overhead_num_blocks", fixed_overhead_num_blocks, 0, _ffi.MAX_OVERHEAD)
+    tk = None if topk is None else as_int("topk", topk, 0, INT32_MAX)
+    nv = None if num_valid is None else as_int("num_valid", num_valid, INT32_MIN, INT32_MAX)
+    layout = check_layout(layout)
+    et = _check_extra_topk(extra_topk)
+    tl = _row_array("topk_length", topk_length, B, int32_only)
+    etl = _row_array("extra_topk_length", extra_topk_length, B, int32_only)
+    if tk is None and (tl is not None or etl is not None or et):
+        raise ValueError("topk_length, extra_topk and extra_topk_length describe sparse rows: pass topk as well")
+    if tk is not None and tl is None and etl is None and et and uniform_sparse_too_long(tk, et):
+        raise ValueError(f"topk ({tk}) rounded up to a multiple of 64, plus extra_topk ({et}), must stay below "
+                         "2**31: no row can be that long")
+    n = B if nv is None else min(max(nv, 0), B)
+    return dict(block_size_n=bs, fixed_overhead_num_blocks=F, topk=tk, num_valid=n,
+                layout=layout, topk_length=tl, extra_topk=et, extra_topk_length=etl)
+
+
 def _int_array(name: str, x) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind not in "iu":
@@ -110,21 +160,27 @@ def check_schedule(
       num_valid: only the first ``num_valid`` rows (clamped to ``[0, B]``) are scheduled; default B.
       layout: ``"2025"`` or ``"2026"`` (see :mod:`jax_mla_meta.layouts`).
 
-    Checks, in this order: shapes; the pad columns are zero; ``num_splits`` starts at 0, gives each valid row at
-    least one piece and is constant past ``num_valid``; parts with no work come last and every field of theirs is
-    the contract's; every field of a part with work is in range; the parts' block ranges cover every KV block of
-    every valid row exactly once; ``num_splits`` counts exactly the pieces each row is cut into; each part's
-    ``begin_split`` is the number of pieces of its first row that come before it; 2026: the two flags say whether
-    the part's first and last rows are split; and no part carries more than ``payload = ceil(total / P) + F`` units,
-    where ``total = sum(nblk_i + F)`` and a part's load is the blocks it covers plus F per piece.
+    The keyword arguments are checked first, with :func:`jax_mla_meta.schedule`'s limits: a bad one raises
+    TypeError/ValueError naming it (``topk_length`` / ``extra_topk_length``: integer ``[B]``, values inside int32).
+    The metadata is checked in this order: shapes; the pad columns are zero; ``num_splits`` starts at 0, gives
+    each valid row at least one piece and is constant past ``num_valid``; parts with no work come last and every
+    field of theirs is the contract's; every field of a part with work is in range; the parts' block ranges cover
+    every KV block of every valid row exactly once; ``num_splits`` counts exactly the pieces each row is cut into;
+    each part's ``begin_split`` is the number of pieces of its first row that come before it; 2026: the two flags
+    say whether the part's first and last rows are split; and no part carries more than
+    ``payload = ceil(total / P) + F`` units, where ``total = sum(nblk_i + F)`` and a part's load is the blocks it
+    covers plus F per piece.
     """
-    layout = check_layout(layout)
     meta = _int_array("tile_scheduler_metadata", tile_scheduler_metadata)
     splits = _int_array("num_splits", num_splits)
     lens_all = _int_array("seqlens", seqlens)
-    bs, F = int(block_size_n), int(fixed_overhead_num_blocks)
-    if bs < 1 or F < 0:
-        raise ValueError(f"need block_size_n >= 1 and fixed_overhead_num_blocks >= 0, got {bs}, {F}")
+    if lens_all.ndim != 1:
+        raise ScheduleError(f"seqlens must be 1-D (one batch), got shape {lens_all.shape}")
+    B = int(lens_all.shape[0])
+    args = workload_args(B, block_size_n=block_size_n, fixed_overhead_num_blocks=fixed_overhead_num_blocks,
+                         topk=topk, num_valid=num_valid, layout=layout, topk_length=topk_length,
+                         extra_topk=extra_topk, extra_topk_length=extra_topk_length)
+    bs, F, n, layout = (args[k] for k in ("block_size_n", "fixed_overhead_num_blocks", "num_valid", "layout"))
     cols = COLUMNS[layout]
 
     def col(name: str) -> int:
@@ -134,15 +190,11 @@ def check_schedule(
         return f"part {p} = {meta[p].tolist()}"
 
     # --- shapes -------------------------------------------------------------------------------------------
-    if lens_all.ndim != 1:
-        raise ScheduleError(f"seqlens must be 1-D (one batch), got shape {lens_all.shape}")
-    B = int(lens_all.shape[0])
     if meta.ndim != 2 or meta.shape[1] != 8 or meta.shape[0] < 1:
         raise ScheduleError(f"tile_scheduler_metadata must have shape [P >= 1, 8], got {meta.shape}")
     P = int(meta.shape[0])
     if splits.shape != (B + 1,):
         raise ScheduleError(f"num_splits must have shape [B + 1] = [{B + 1}], got {splits.shape}")
-    n = B if num_valid is None else min(max(int(num_valid), 0), B)
 
     # --- pad columns --------------------------------------------------------------------------------------
     pad = (5, 6, 7) if layout == "2025" else (7,)
@@ -169,8 +221,8 @@ def check_schedule(
             f"num_splits[{n}] = {int(splits[n])}; got {int(splits[i])}")
 
     # --- blocks of every valid row and the payload --------------------------------------------------------
-    lens = row_lengths(lens_all, topk, topk_length=topk_length, extra_topk=extra_topk,
-                       extra_topk_length=extra_topk_length, layout=layout)[:n]
+    lens = row_lengths(lens_all, args["topk"], topk_length=args["topk_length"], extra_topk=args["extra_topk"],
+                       extra_topk_length=args["extra_topk_length"], layout=layout)[:n]
     nblk = num_blocks(lens, bs)
     G = np.zeros(n + 1, dtype=np.int64)          # G[r]: first global block of row r; G[n]: all blocks
     np.cumsum(nblk, out=G[1:])

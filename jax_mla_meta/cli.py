@@ -77,7 +77,8 @@ def _fmt(v: float | int | None) -> str:
 
 def load_ints(path: str, what: str) -> np.ndarray:
     """int32 values from a ``.npy`` file or a text file of integers (whitespace/comma separated, ``#`` starts a
-    comment); at most MAX_FILE_BYTES and MAX_ROWS values, each inside int32."""
+    comment); at most MAX_FILE_BYTES and MAX_ROWS values, each inside int32. A text file's values are counted
+    first, then converted, a chunk at a time: the memory it takes does not grow with the file beyond its values."""
     p = Path(path)
     try:
         if not p.is_file():
@@ -88,19 +89,11 @@ def load_ints(path: str, what: str) -> np.ndarray:
         if p.suffix.lower() == ".npy":
             arr = np.load(p, allow_pickle=False)
         else:
+            with open(p, "rb") as f:
+                if _count_tokens(f, MAX_ROWS) > MAX_ROWS:   # before converting anything; bounded memory
+                    raise CliError(f"{what} file {path!r} holds more than {MAX_ROWS:,} values")
             with open(p, encoding="utf-8", errors="replace") as f:
-                text = f.read(MAX_FILE_BYTES + 1)
-            body = re.sub(r"#[^\n]*", " ", text)
-            tokens = [t for t in re.split(r"[\s,]+", body) if t]
-            if len(tokens) > MAX_ROWS:
-                raise CliError(f"{what} file {path!r} holds more than {MAX_ROWS:,} values")
-            values = []
-            for k, tok in enumerate(tokens):
-                try:
-                    values.append(int(tok))
-                except ValueError:
-                    raise CliError(f"{what} file {path!r}: value {k + 1} ({tok[:20]!r}) is not an integer") from None
-            arr = np.asarray(values, dtype=object) if values else np.zeros(0, np.int64)
+                arr = _text_ints(f, path, what)
     except OSError as e:
         raise CliError(f"cannot read {what} file {path!r}: {e.strerror or _one_line(e)}") from None
     except (ValueError, EOFError):
@@ -109,7 +102,7 @@ def load_ints(path: str, what: str) -> np.ndarray:
         raise CliError(f"{what} file {path!r}: expected a 1-D array, got shape {arr.shape}")
     if arr.size > MAX_ROWS:
         raise CliError(f"{what} file {path!r} holds more than {MAX_ROWS:,} values")
-    if arr.size and arr.dtype.kind not in "iuO" and not (arr.dtype.kind == "f" and np.all(np.isfinite(arr))
+    if arr.size and arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(np.isfinite(arr))
                                                           and np.all(arr == np.round(arr))):
         raise CliError(f"{what} file {path!r}: expected integers, got dtype {arr.dtype}")
     if arr.size:
@@ -118,6 +111,94 @@ def load_ints(path: str, what: str) -> np.ndarray:
             raise CliError(f"{what} file {path!r}: values must fit in int32 ({INT32_MIN}..{INT32_MAX}), found "
                            f"{lo if lo < INT32_MIN else hi}")
     return arr.astype(np.int64).astype(np.int32)
+
+
+TEXT_CHUNK = 1 << 18          # characters of a text lengths file read, split and converted at a time
+COUNT_CHUNK = 1 << 20         # bytes of it read at a time to count its values
+MAX_TOKEN_CHARS = 64          # a longer token is no int32 (the limit keeps an unbroken run from piling up)
+_SEPARATOR = np.zeros(256, bool)
+_SEPARATOR[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32, ord(",")]] = True   # ASCII whitespace (as re's \s) and ","
+
+
+def _count_tokens(f, limit: int) -> int:
+    """How many values a text lengths file (opened in binary) holds, counted in NumPy chunk by chunk without
+    converting any, and only until the count passes ``limit``. A value is a run of bytes that are neither a
+    separator nor inside a comment (``#`` to the end of the line). Non-ASCII whitespace is no separator here, so
+    this can only undercount; the conversion counts again."""
+    count, in_token, in_comment = 0, False, False
+    while count <= limit and (chunk := f.read(COUNT_CHUNK)):
+        b = np.frombuffer(chunk, np.uint8)
+        sep = _SEPARATOR[b]
+        if in_comment or b"#" in chunk:
+            # inside a comment: the last '#' so far comes after the last newline (a comment carried in from the
+            # previous chunk counts as a '#' just before this one)
+            at = np.arange(b.size, dtype=np.int64)
+            last_nl = np.maximum.accumulate(np.where(b == 10, at, -2 if in_comment else -1))
+            last_hash = np.maximum.accumulate(np.where(b == 35, at, -1 if in_comment else -2))
+            comment = last_hash > last_nl
+            sep |= comment
+            in_comment = bool(comment[-1])
+        token = ~sep
+        count += int(np.count_nonzero(token[1:] & ~token[:-1])) + int(token[0] and not in_token)
+        in_token = bool(token[-1])
+    return count
+
+
+def _text_tokens(f) -> Any:
+    """The tokens of a text file (whitespace/comma separated, ``#`` to the end of the line is a comment), one list
+    per chunk read, so memory stays bounded by the chunk whatever the file's size."""
+    partial, in_comment = "", False
+    while chunk := f.read(TEXT_CHUNK):
+        body = []
+        while chunk:
+            if in_comment:
+                nl = chunk.find("\n")
+                if nl < 0:
+                    break
+                chunk, in_comment = chunk[nl + 1:], False
+            h = chunk.find("#")
+            body.append(chunk if h < 0 else chunk[:h] + " ")   # a comment ends the token before it
+            chunk, in_comment = ("", False) if h < 0 else (chunk[h + 1:], True)
+        tokens = re.split(r"[\s,]+", partial + "".join(body))
+        partial = tokens.pop()           # unfinished (or "" after a separator): continued by the next chunk
+        if len(partial) > MAX_TOKEN_CHARS:
+            tokens.append(partial)       # reported as it stands, not piled up
+            partial = ""
+        yield [t for t in tokens if t]
+    if partial:
+        yield [partial]
+
+
+def _text_ints(f, path: str, what: str) -> np.ndarray:
+    """int32 values of a text lengths file, read in chunks: the count is checked before a chunk is converted, and
+    each chunk's values are checked against int32 as they are converted."""
+    parts, count = [], 0
+    for tokens in _text_tokens(f):
+        if count + len(tokens) > MAX_ROWS:
+            raise CliError(f"{what} file {path!r} holds more than {MAX_ROWS:,} values")
+        try:
+            values = list(map(int, tokens))
+        except ValueError:
+            values = None
+        if values is None or (values and max(map(len, tokens)) > MAX_TOKEN_CHARS):
+            for k, tok in enumerate(tokens):   # the first value that is not an int32 integer
+                try:
+                    if len(tok) <= MAX_TOKEN_CHARS:
+                        int(tok)
+                        continue
+                except ValueError:
+                    pass
+                raise CliError(f"{what} file {path!r}: value {count + k + 1} ({tok[:20]!r}) is not an integer"
+                               if len(tok) <= MAX_TOKEN_CHARS else f"{what} file {path!r}: value {count + k + 1} "
+                               f"({tok[:20]!r}...) is longer than {MAX_TOKEN_CHARS} characters: not an int32 value")
+        if values:
+            lo, hi = min(values), max(values)
+            if lo < INT32_MIN or hi > INT32_MAX:
+                raise CliError(f"{what} file {path!r}: values must fit in int32 ({INT32_MIN}..{INT32_MAX}), found "
+                               f"{lo if lo < INT32_MIN else hi}")
+            parts.append(np.asarray(values, dtype=np.int32))
+        count += len(values)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
 def _check_output(path: str | None, what: str) -> str | None:
@@ -161,7 +242,8 @@ def resolve(args: argparse.Namespace) -> Inputs:
                             or args.extra_topk_length is not None):
         raise CliError("--topk, --topk-length, --extra-topk and --extra-topk-length describe sparse rows: drop them "
                        "or use --mode sparse")
-    changes: dict[str, Any] = dict(mode=mode, topk=None if mode == "dense" else (args.topk or w.topk))
+    topk = args.topk if args.topk is not None else w.topk   # --topk 0 is a top-k of 0, as schedule(topk=0) takes it
+    changes: dict[str, Any] = dict(mode=mode, topk=None if mode == "dense" else topk)
     for k in ("num_heads_q", "num_heads_k", "num_q_tokens_per_head_k", "dist"):
         if getattr(args, k) is not None:
             changes[k] = getattr(args, k)
@@ -226,7 +308,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         jaxlib_version = getattr(jax.lib, "__version__", "?")
     print(f"jax_mla_meta {mm.__version__}")
     print(f"jax {jax.__version__}, jaxlib {jaxlib_version}, default backend {jax.default_backend()}")
-    print(f"CUDA module built: {'yes' if mm.HAS_CUDA else 'no'}")
+    from ._ffi import CUDA_IMPORT_ERROR
+
+    print(f"CUDA module built: {'yes' if mm.HAS_CUDA else 'no'}"
+          + (f"; {CUDA_IMPORT_ERROR}" if not mm.HAS_CUDA and CUDA_IMPORT_ERROR else ""))
     print(f"{'device':<12} {'platform':<8} {'kind':<24} {'SMs':>5} {'cc':>5} {'opt-in smem B':>14} "
           f"{'max smem B (P=132)':>19} {'(P=66)':>8}")
     any_cpu = False
@@ -313,6 +398,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                        load=st.load.tolist(), pieces=st.pieces.tolist(), ends_mid_row=st.ends_mid_row.tolist()),
             timing=timing, seqlens=inp.seqlens.tolist(),
             topk_length=None if inp.topk_length is None else inp.topk_length.tolist(),
+            extra_topk_length=None if inp.extra_topk_length is None else inp.extra_topk_length.tolist(),
             tile_scheduler_metadata=meta.tolist(), num_splits=splits.tolist())
         try:
             with open(json_path, "w") as f:

@@ -15,9 +15,12 @@ kernels). The reference, the checker, the statistics and the decode consumer all
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["extra_enabled", "num_blocks", "row_lengths", "rule_2026", "sparse_length", "wrap_int32"]
+__all__ = ["extra_enabled", "num_blocks", "row_lengths", "rule_2026", "sparse_length", "uniform_sparse_too_long",
+           "wrap_int32"]
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -73,7 +76,18 @@ def row_lengths(seqlens, topk: int | None = None, *, topk_length=None, extra_top
     return sparse_length(cur, extra_on, extra, rule_2026(layout, topk_length, extra_on))
 
 
-def num_blocks(lengths, block_size_n: int) -> np.ndarray:
-    """KV blocks of each row: ``max(len - 1, 0) // block_size_n + 1`` (a zero or negative length costs one)."""
+def uniform_sparse_too_long(topk: int, extra_topk: int) -> bool:
+    """Whether sparse rows of one length (``topk`` with an extra cache of ``extra_topk`` > 0, no per-row inputs)
+    would be longer than 2**31 - 1 under the 2026 rule, ``ceil_to_64(max(topk, 1)) + extra_topk``: such a call is
+    refused before it runs (``length_spec`` in costs.h refuses it too)."""
+    up = (max(int(topk), 1) + 63) // 64 * 64
+    return up + int(extra_topk) > INT32_MAX
+
+
+def num_blocks(lengths, block_size_n: int):
+    """KV blocks of each row: ``max(len - 1, 0) // block_size_n + 1`` (a zero or negative length costs one).
+    Array-likes give int64 NumPy arrays; a JAX array (traced inside ``jit`` too) gives a JAX array of its dtype."""
+    if isinstance(lengths, jax.Array):
+        return jnp.maximum(lengths - 1, 0) // block_size_n + 1
     lengths = np.asarray(lengths, dtype=np.int64)
     return np.maximum(lengths - 1, 0) // block_size_n + 1

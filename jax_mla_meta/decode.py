@@ -29,12 +29,16 @@ reads only the row's slots. (Here the combine even gathers ``B + P`` candidate s
 from __future__ import annotations
 
 import functools
+import inspect
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._args import as_bool
+from .costs import num_blocks
 from .layouts import COLUMNS, Layout, check_layout
 
 __all__ = ["BLOCK_SIZE_N", "flash_mla_with_kvcache"]
@@ -66,8 +70,8 @@ def _validate(q, k_cache, block_table, cache_seqlens, head_dim_v, meta, num_spli
     for name, x in (("q", q), ("k_cache", k_cache), ("cache_seqlens", cache_seqlens),
                     ("tile_scheduler_metadata", meta), ("num_splits", num_splits)):
         _check_array(name, x)
-    if q.ndim != 4:
-        raise _shape_error("q", "[B, s_q, h_q, d] (rank 4)", q.shape)
+    if q.ndim != 4 or min(q.shape) < 1:
+        raise _shape_error("q", "[B >= 1, s_q >= 1, h_q >= 1, d >= 1] (rank 4)", q.shape)
     B, s_q, h_q, d = q.shape
     if not jnp.issubdtype(q.dtype, jnp.floating):
         raise TypeError(f"q must be a floating-point array, got dtype {np.dtype(q.dtype).name}")
@@ -81,9 +85,7 @@ def _validate(q, k_cache, block_table, cache_seqlens, head_dim_v, meta, num_spli
     if cache_seqlens.shape != (B,):
         raise _shape_error("cache_seqlens", f"[B={B}] (B from q)", cache_seqlens.shape)
     _check_int("cache_seqlens", cache_seqlens)
-    if isinstance(head_dim_v, bool) or not isinstance(head_dim_v, (int, np.integer)):
-        raise TypeError(f"head_dim_v must be a Python int, got {type(head_dim_v).__name__}")
-    if not 1 <= head_dim_v <= d:
+    if not 1 <= head_dim_v <= d:   # its type: _check_statics
         raise ValueError(f"head_dim_v must be in [1, d={d}], got {head_dim_v}")
     if meta.ndim != 2 or meta.shape[1] != 8 or meta.shape[0] < 1:
         raise _shape_error("tile_scheduler_metadata", "[P >= 1, 8]", meta.shape)
@@ -111,11 +113,6 @@ def _validate(q, k_cache, block_table, cache_seqlens, head_dim_v, meta, num_spli
         if topk_length.shape != (B,):
             raise _shape_error("topk_length", f"[B={B}]", topk_length.shape)
         _check_int("topk_length", topk_length)
-
-
-def _num_blocks(lengths: jax.Array) -> jax.Array:
-    """Scheduler blocks of each row: ``max(len - 1, 0) // 64 + 1`` (a zero or negative length costs one)."""
-    return jnp.maximum(lengths - 1, 0) // BLOCK_SIZE_N + 1
 
 
 def _partial_attention(q_r: jax.Array, keys: jax.Array, valid: jax.Array, head_dim_v: int, scale: float):
@@ -150,7 +147,44 @@ def _partial_attention(q_r: jax.Array, keys: jax.Array, valid: jax.Array, head_d
     return jnp.where(empty[..., None], 0.0, o), lse, empty
 
 
-@functools.partial(jax.jit, static_argnames=("head_dim_v", "softmax_scale", "causal", "layout"))
+_STATIC = ("head_dim_v", "softmax_scale", "causal", "layout")
+
+
+def _check_statics(head_dim_v, softmax_scale, causal, layout) -> None:
+    """The static arguments, checked before jax.jit hashes them (an unhashable one would otherwise fail there with
+    a message that does not name it)."""
+    if isinstance(head_dim_v, (bool, np.bool_)) or not isinstance(head_dim_v, (int, np.integer)):
+        raise TypeError(f"head_dim_v must be a Python int, got {type(head_dim_v).__name__}")
+    if softmax_scale is not None:
+        if isinstance(softmax_scale, (bool, np.bool_)) or not isinstance(softmax_scale, (int, float, np.integer,
+                                                                                          np.floating)):
+            raise TypeError(f"softmax_scale must be None (d ** -0.5) or a Python float, got "
+                            f"{type(softmax_scale).__name__}; it is static: pass a number, not an array")
+        if not math.isfinite(float(softmax_scale)):
+            raise ValueError(f"softmax_scale must be finite, got {softmax_scale}")
+    as_bool("causal", causal)
+    check_layout(layout)
+
+
+def _jit_checking_statics(fn):
+    """``jax.jit(fn)`` with :data:`_STATIC` static, checked by :func:`_check_statics` before each call."""
+    jitted = jax.jit(fn, static_argnames=_STATIC)
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:   # a missing or unknown argument: Python's own message, from the call itself
+            return jitted(*args, **kwargs)
+        bound.apply_defaults()
+        _check_statics(**{name: bound.arguments[name] for name in _STATIC})
+        return jitted(*args, **kwargs)
+
+    return call
+
+
+@_jit_checking_statics
 def flash_mla_with_kvcache(
     q: jax.Array,
     k_cache: jax.Array,
@@ -227,7 +261,7 @@ def flash_mla_with_kvcache(
         block_table = block_table.astype(jnp.int32)
         cost_len = seqlens
         position = jnp.arange(block_table.shape[1] * BLOCK_SIZE_N, dtype=jnp.int32)  # KV token t
-    row_blocks = _num_blocks(cost_len)
+    row_blocks = num_blocks(cost_len, BLOCK_SIZE_N)   # the scheduler's cost rule (costs.py)
     position_block = position // BLOCK_SIZE_N
 
     def keys_and_mask(r, begin_block, end_block):

@@ -16,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 
+from ._args import as_int, is_traced
+
 __all__ = ["COLUMNS", "LAYOUTS", "Layout", "check_layout", "fields", "to_2026"]
 
 Layout = Literal["2025", "2026"]
@@ -44,26 +46,55 @@ def fields(meta, layout: Layout) -> dict[str, np.ndarray]:
     return {k: meta[..., c] for k, c in COLUMNS[check_layout(layout)].items() if c is not None}
 
 
+def _int_matrix(name: str, x, shape: str, ndim: int) -> np.ndarray:
+    """``x`` as an int64 array of rank ``ndim`` whose values fit in int32, or a TypeError/ValueError naming it."""
+    if is_traced(x):
+        raise TypeError(f"{name} must be a concrete array: this runs in NumPy, outside jax.jit (got a traced "
+                        f"{type(x).__name__})")
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise TypeError(f"{name} must be an integer NumPy or JAX array {shape}, got {type(x).__name__}; convert it "
+                        f"with np.asarray({name}, dtype=np.int32)")
+    if np.dtype(x.dtype).kind not in "iu":
+        raise TypeError(f"{name} must be an integer array {shape}, got dtype {np.dtype(x.dtype).name}")
+    if len(x.shape) != ndim:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
+    a = np.asarray(x).astype(np.int64)
+    if a.size and (int(a.min()) < -(2**31) or int(a.max()) > 2**31 - 1):
+        raise ValueError(f"{name} values must fit in int32, found "
+                         f"{int(a.min()) if int(a.min()) < -(2**31) else int(a.max())}")
+    return a
+
+
 def to_2026(meta_2025, num_splits, B: int) -> np.ndarray:
     """Repack one batch's 2025 metadata ``[P, 8]`` as 2026, with flags from ``num_splits``.
 
     ``[b, bb, e, eb, bs, 0, 0, 0]`` becomes ``[b (-1 -> B), e, bb, eb, bs, split(b), split(e), 0]`` with
     ``split(r) = num_splits[r + 1] - num_splits[r] > 1`` (0 for parts with no work). Exact for the same row costs,
-    P and F (``docs/spec.md`` section 5)."""
-    m = np.asarray(meta_2025, dtype=np.int64)
-    s = np.asarray(num_splits, dtype=np.int64)
+    P and F (``docs/spec.md`` section 5). ``num_splits`` is ``[B + 1]`` or its first ``num_valid + 1`` entries;
+    ``B`` is the batch's row count (``-1`` becomes ``B``). Bad arguments raise TypeError/ValueError naming them."""
+    m = _int_matrix("meta_2025", meta_2025, "[P >= 1, 8]", 2)
+    if m.shape[0] < 1 or m.shape[1] != 8:
+        raise ValueError(f"meta_2025 must have shape [P >= 1, 8], got {m.shape}")
+    B = as_int("B", B, 0, 2**31 - 2)
+    s = _int_matrix("num_splits", num_splits, f"[B + 1] = [{B + 1}]", 1)
+    if not 1 <= s.shape[0] <= B + 1:
+        raise ValueError(f"num_splits must have shape [B + 1] = [{B + 1}] (or its first num_valid + 1 entries), "
+                         f"got {s.shape}")
+    old, new = COLUMNS["2025"], COLUMNS["2026"]
     out = np.zeros_like(m)
-    idle = m[:, 0] < 0
+    for name, c in old.items():
+        if c is not None:
+            out[:, new[name]] = m[:, c]
+    idle = m[:, old["begin_req"]] < 0
     pieces = np.diff(s)
-    if pieces.size:
-        split = lambda r: np.where(idle, 0, pieces[np.clip(r, 0, pieces.size - 1)] > 1)
-    else:
-        split = lambda r: np.zeros(m.shape[0], np.int64)
-    out[:, 0] = np.where(idle, B, m[:, 0])
-    out[:, 1] = m[:, 2]
-    out[:, 2] = m[:, 1]
-    out[:, 3] = m[:, 3]
-    out[:, 4] = m[:, 4]
-    out[:, 5] = split(m[:, 0])
-    out[:, 6] = split(m[:, 2])
+
+    def split(rows: np.ndarray) -> np.ndarray:
+        """Whether each part's row ``rows`` has more than one piece (0 for a part with no work)."""
+        if not pieces.size:
+            return np.zeros(m.shape[0], np.int64)
+        return np.where(idle, 0, pieces[np.clip(rows, 0, pieces.size - 1)] > 1)
+
+    out[:, new["begin_req"]] = np.where(idle, B, m[:, old["begin_req"]])
+    out[:, new["first_split"]] = split(m[:, old["begin_req"]])
+    out[:, new["last_split"]] = split(m[:, old["end_req"]])
     return out.astype(np.int32)

@@ -9,6 +9,7 @@ from typing import Literal
 
 from . import _ffi
 from ._args import as_int, choice, device_of
+from .layouts import Layout, check_layout
 
 __all__ = ["H100_CLUSTER_LIMIT", "H100_OPTIN_LIMIT", "Plan", "max_smem_rows", "plan"]
 
@@ -41,12 +42,13 @@ class Plan:
     path: str | None            # CUDA: "warp", "row", "mid" or "general" (the path the kernel starts on)
     cluster_size: int | None    # CTAs per batch
     threads: int | None         # threads per CTA
-    launches: int | None        # kernel launches per call (1; a wide low_smem batch 2 or 3)
+    launches: int | None        # kernel launches per call (1; a wide low_smem batch 2 or 3), per 65,535 batches
     smem_bytes: int             # what the smem kernel needs per CTA for this batch
     optin_limit: int | None     # the device's opt-in shared memory per block
     cluster_limit: int | None   # the largest cluster both kernels can use there
     max_smem_rows: int | None   # largest B the smem kernel takes at this num_sm_parts there
     assumed_h100: bool = False  # a CPU device: the CUDA figures are for an H100
+    layout: str = "2025"        # the metadata layout written (it does not change the launch)
 
 
 def max_smem_rows(num_sm_parts: int, limit: int, cluster_limit: int = 1) -> int:
@@ -61,11 +63,16 @@ def max_smem_rows(num_sm_parts: int, limit: int, cluster_limit: int = 1) -> int:
     def fits(b: int) -> bool:
         return _ffi.smem_bytes(b, P, K) <= limit
 
-    if not fits(0):
-        return 0
-    lo, hi = 0, 1
+    # Past the fast paths' batches the need grows with B (a bisection finds the largest B that fits); up to
+    # there the paths' own regions make it jump up and down, so a small limit is searched row by row.
+    mono = min(_ffi.MID_PATH_ROWS[1], top)
+    if not fits(mono + 1) or mono == top:
+        return next((b for b in range(mono, -1, -1) if fits(b)), 0)
+    lo, step = mono + 1, 1
+    hi = lo + step
     while hi <= top and fits(hi):
-        lo, hi = hi, hi * 2
+        lo, step = hi, 2 * step
+        hi = lo + step
     hi = min(hi, top + 1)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -109,13 +116,16 @@ def _words(d: dict, kernel: str, B: int, P: int, bs: int, limit: int, kmax: int,
 
 
 def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, block_size_n: int = 64,
-         fixed_overhead_num_blocks: int = 5, topk: int | None = None, per_row: bool = False) -> Plan:
+         fixed_overhead_num_blocks: int = 5, topk: int | None = None, per_row: bool = False,
+         layout: Layout = "2025") -> Plan:
     """Which kernel a call with ``B`` rows and ``num_sm_parts`` parts runs on ``device``, on which path, how many
     CTAs of how many threads, in how many launches, and why: the CUDA handler's own decision.
 
     ``topk`` None (dense) or ``per_row`` (sparse with ``topk_length`` / ``extra_topk_length``) means lengths per
-    row; sparse rows of one length take other paths. On a CPU device the sequential CPU handler runs; the CUDA
-    figures then describe an H100 (``assumed_h100``)."""
+    row; sparse rows of one length take other paths. ``layout`` ("2025" or "2026", as for ``schedule``) is
+    checked and reported; every path writes either layout in the same launch, so it does not change the
+    decision. On a CPU device the sequential CPU handler runs; the CUDA figures then describe an H100
+    (``assumed_h100``)."""
     B = as_int("B", B, 0)
     P = as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
     bs = as_int("block_size_n", block_size_n, 1, 2**31 - 1)
@@ -123,6 +133,7 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     if topk is not None:
         as_int("topk", topk, 0)
     choice("kernel", kernel, KERNELS)
+    layout = check_layout(layout)
     if B + P + 1 > _ffi.MAX_ROWS:
         raise ValueError(f"B ({B}) + num_sm_parts ({P}) must stay below 2**31 - 1")
     rows = topk is None or bool(per_row)
@@ -131,8 +142,11 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     if on_gpu:
         limit, kmax = _ffi.optin_limit(d), _ffi.cluster_limit(d)
         if limit is None or kmax is None:
-            return Plan(str(d), d.platform, B, P, "unavailable", "the CUDA module is not built: the call cannot run "
-                        "on this GPU", None, None, None, None, _ffi.smem_bytes(B, P), None, None, None)
+            why = ("the CUDA module is not built: the call cannot run on this GPU" if not _ffi.HAS_CUDA else
+                   "the CUDA module cannot run on this GPU (it needs compute capability 9.0 or newer) or could not "
+                   "read its limits")
+            return Plan(str(d), d.platform, B, P, "unavailable", why, None, None, None, None, _ffi.smem_bytes(B, P),
+                        None, None, None, layout=layout)
     else:
         limit, kmax = H100_OPTIN_LIMIT, H100_CLUSTER_LIMIT
     dec = _ffi.plan_launch(B, P, bs, F, rows, ("auto", "smem", "low_smem").index(kernel), limit, kmax)
@@ -142,11 +156,12 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     fields = dict(path=None if ran == "error" else PATHS[dec["path"]],
                   cluster_size=None if ran == "error" else dec["cluster"],
                   threads=None if ran == "error" else dec["threads"], launches=launches,
-                  smem_bytes=dec["smem_need"], optin_limit=limit, cluster_limit=kmax, max_smem_rows=rows_max)
+                  smem_bytes=dec["smem_need"], optin_limit=limit, cluster_limit=kmax, max_smem_rows=rows_max,
+                  layout=layout)
     if on_gpu:
         return Plan(str(d), d.platform, B, P, ran, why, **fields)
-    h100 = "error" if ran == "error" else ran
+    h100 = "could not run kernel='smem'" if ran == "error" else f"would run {ran}"
     return Plan(str(d), d.platform, B, P, "cpu",
                 f"CPU device: the sequential CPU handler runs (kernel is ignored). On an H100 ({H100_OPTIN_LIMIT} "
-                f"bytes of opt-in shared memory, clusters of up to {H100_CLUSTER_LIMIT} CTAs) the call would run "
-                f"{h100}: {why}", assumed_h100=True, **fields)
+                f"bytes of opt-in shared memory, clusters of up to {H100_CLUSTER_LIMIT} CTAs) the call {h100}: "
+                f"{why}", assumed_h100=True, **fields)

@@ -1,23 +1,22 @@
 """The schedule picture of ``jax-mla-meta schedule --plot`` (needs matplotlib).
 
 Top: every part's load, as its pieces lay it out: per piece F units of fixed cost (orange) and the row's blocks it
-covers (blue, alternating shades from row to row), against the payload every part may carry (dashed). A red cap
-marks a part that ends inside a row: the next part continues that row (a split row; a boundary between two rows
-carries no mark). Bottom: single rows around the first split, on the global block axis (rows laid end to end),
-coloured by the part that covers them."""
+covers (blue, alternating shades from row to row), against the payload every part may carry (dashed). Past
+MAX_PIECES pieces in all, each part is one bar instead: its pieces' fixed cost together (orange), then its blocks
+(blue), so the picture costs the same whatever the number of rows. A red cap marks a part that ends inside a row:
+the next part continues that row (a split row; a boundary between two rows carries no mark). Bottom: single rows
+around the first split, on the global block axis (rows laid end to end), coloured by the part that covers them."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
 from .checker import ScheduleStats
 
-__all__ = ["MAX_PARTS", "plot_schedule"]
+__all__ = ["MAX_PARTS", "MAX_PIECES", "plot_schedule"]
 
 MAX_PARTS = 4096          # more parts than this are refused (one line, exit status 2): bars would be sub-pixel
-MAX_PIECE_LINES = 4000    # row boundaries inside the bars are drawn only up to this many pieces
+MAX_PIECES = 4000         # up to this many pieces in all, each is drawn; past it, one bar per part
 BLUES = np.array([[0.16, 0.44, 0.71, 1.0], [0.55, 0.78, 0.93, 1.0]])
 ORANGE = (0.96, 0.60, 0.20, 1.0)
 RED = (0.85, 0.10, 0.10, 1.0)
@@ -32,10 +31,16 @@ def _pyplot():
     return plt
 
 
-def _pieces(st: ScheduleStats):
-    """Per busy part: its pieces as (row, first block within the row, blocks)."""
+def _row_starts(st: ScheduleStats) -> np.ndarray:
+    """``G[r]``: the first global block of valid row ``r`` (rows laid end to end); ``G[n]``: all blocks."""
     G = np.zeros(st.num_valid + 1, np.int64)
     np.cumsum(st.row_blocks, out=G[1:])
+    return G
+
+
+def _pieces(st: ScheduleStats, G: np.ndarray) -> list:
+    """Per busy part: its pieces as (row, first block within the row, blocks). Only called for at most
+    MAX_PIECES pieces in all."""
     out = []
     for p in np.flatnonzero(st.busy):
         a, b = int(st.first_block[p]), int(st.end_block[p])
@@ -43,7 +48,11 @@ def _pieces(st: ScheduleStats):
         r1 = int(np.searchsorted(G, b - 1, "right")) - 1
         out.append([(r, max(a, int(G[r])) - int(G[r]), min(b, int(G[r + 1])) - max(a, int(G[r])))
                     for r in range(r0, r1 + 1)])
-    return out, G
+    return out
+
+
+def _bar(x0: float, x1: float, p: int, h: float) -> list:
+    return [(x0, p - h / 2), (x0, p + h / 2), (x1, p + h / 2), (x1, p - h / 2)]
 
 
 def plot_schedule(path: str, st: ScheduleStats, title: str, unit: str) -> None:
@@ -60,21 +69,25 @@ def plot_schedule(path: str, st: ScheduleStats, title: str, unit: str) -> None:
     fig = plt.figure(figsize=(12, 8), dpi=100)
     gs = fig.add_gridspec(2, 1, height_ratios=[3.2, 1], hspace=0.32)
     ax, axz = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
-    pieces, G = _pieces(st)
+    G = _row_starts(st)
     busy = np.flatnonzero(st.busy)
     h = 0.8 if P <= 200 else 1.0
     polys, faces, seps = [], [], []
-    draw_rows = sum(len(x) for x in pieces) <= MAX_PIECE_LINES
-    for p, plist in zip(busy, pieces):
-        x = 0
-        for r, _, nb in plist:
-            polys.append([(x, p - h / 2), (x, p + h / 2), (x + F, p + h / 2), (x + F, p - h / 2)])
-            faces.append(ORANGE)
-            polys.append([(x + F, p - h / 2), (x + F, p + h / 2), (x + F + nb, p + h / 2), (x + F + nb, p - h / 2)])
-            faces.append(BLUES[r % 2] if draw_rows else BLUES[0])
-            if draw_rows and x > 0:
-                seps.append([(x, p - h / 2), (x, p + h / 2)])
-            x += F + nb
+    each_piece = st.total_pieces <= MAX_PIECES
+    if each_piece:   # every piece: F, then the row's blocks, row boundaries in white
+        for p, plist in zip(busy, _pieces(st, G)):
+            x = 0
+            for r, _, nb in plist:
+                polys += [_bar(x, x + F, p, h), _bar(x + F, x + F + nb, p, h)]
+                faces += [ORANGE, BLUES[r % 2]]
+                if x > 0:
+                    seps.append([(x, p - h / 2), (x, p + h / 2)])
+                x += F + nb
+    else:            # one bar per part: the fixed cost of all its pieces, then all its blocks
+        for p in busy:
+            fixed = F * int(st.pieces[p])
+            polys += [_bar(0, fixed, p, h), _bar(fixed, int(st.load[p]), p, h)]
+            faces += [ORANGE, BLUES[0]]
     ax.add_collection(PolyCollection(polys, facecolors=faces, edgecolors="none"))
     if seps:
         ax.add_collection(LineCollection(seps, colors="white", linewidths=0.6))
@@ -89,8 +102,11 @@ def plot_schedule(path: str, st: ScheduleStats, title: str, unit: str) -> None:
     ax.set_ylabel("part (SM group)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(title, fontsize=11, loc="left", pad=28)
-    ax.legend(handles=[Patch(color=BLUES[0], label="blocks of a row (shade alternates per row)"),
-                       Patch(color=ORANGE, label=f"fixed cost F = {F} per piece"),
+    blocks_label = ("blocks of a row (shade alternates per row)" if each_piece else
+                    f"blocks of the part's rows ({st.total_pieces:,} pieces: one bar per part)")
+    fixed_label = f"fixed cost F = {F} per piece" + ("" if each_piece else ", summed per part")
+    ax.legend(handles=[Patch(color=BLUES[0], label=blocks_label),
+                       Patch(color=ORANGE, label=fixed_label),
                        Line2D([], [], color="black", ls="--", label=f"payload {st.payload:,}"),
                        Line2D([], [], color=RED, marker="|", ls="none", markersize=10,
                               label=f"ends inside a row: split row ({st.split_rows:,} rows split)")],
@@ -136,9 +152,3 @@ def plot_schedule(path: str, st: ScheduleStats, title: str, unit: str) -> None:
 
 def unit_of(mode: str, block_size_n: int = 64) -> str:
     return f"{block_size_n}-token KV block" if mode == "dense" else f"block of {block_size_n} top-k entries"
-
-
-def load_summary(st: ScheduleStats) -> dict[str, Any]:
-    busy = st.busy
-    return dict(max=int(st.load.max()) if len(st.load) else 0, mean=float(st.load.mean()) if len(st.load) else 0.0,
-                min_busy=int(st.load[busy].min()) if busy.any() else 0)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checker import ScheduleError, check_schedule
+from . import _ffi
+from ._args import as_int, int32_array, is_traced
+from .checker import ScheduleError, check_schedule, workload_args
 from .costs import num_blocks, row_lengths
-from .layouts import Layout, check_layout
+from .layouts import Layout
 
 __all__ = ["ScheduleError", "check_schedule", "num_blocks", "schedule"]
 
@@ -35,17 +37,30 @@ def schedule(
     ``seqlens [B]`` are the row lengths (dense) or only give B (sparse, ``topk`` given). Sparse rows may have
     their own lengths (``topk_length [B]``) and an extra KV cache (``extra_topk``, ``extra_topk_length [B]``).
     ``num_valid`` (default B) schedules only the first rows; ``num_splits`` past it repeats its last value.
+
+    The arguments are checked as :func:`jax_mla_meta.schedule` checks them (same limits; int32 arrays), and a bad
+    one raises TypeError/ValueError naming it.
     """
-    layout = check_layout(layout)
-    seqlens = np.asarray(seqlens)
+    # Arguments (as jax_mla_meta.schedule takes them).
+    if is_traced(seqlens):
+        raise TypeError("seqlens must be a concrete array: the reference runs in Python, outside jax.jit")
+    seqlens = np.asarray(int32_array("seqlens", seqlens))
     if seqlens.ndim != 1:
-        raise ValueError("reference.schedule takes one batch: seqlens must be 1-D")
+        raise ValueError(f"reference.schedule takes one batch: seqlens must be 1-D [B], got shape {seqlens.shape}")
     B = int(seqlens.shape[0])
-    n = B if num_valid is None else min(max(int(num_valid), 0), B)
-    P, F = int(num_sm_parts), int(fixed_overhead_num_blocks)
-    lens = [int(x) for x in row_lengths(seqlens, topk, topk_length=topk_length, extra_topk=extra_topk,
-                                        extra_topk_length=extra_topk_length, layout=layout)[:n]]
-    nblk = [int(v) for v in num_blocks(np.asarray(lens, dtype=np.int64), block_size_n)] if n else []
+    P = as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
+    if B + P + 1 > _ffi.MAX_ROWS:
+        raise ValueError(f"batch too large: B ({B}) + num_sm_parts ({P}) must stay below 2**31 - 1")
+    args = workload_args(B, block_size_n=block_size_n, fixed_overhead_num_blocks=fixed_overhead_num_blocks,
+                         topk=topk, num_valid=num_valid, layout=layout, topk_length=topk_length,
+                         extra_topk=extra_topk, extra_topk_length=extra_topk_length, int32_only=True)
+    block_size, F, n, layout = (args[k] for k in ("block_size_n", "fixed_overhead_num_blocks", "num_valid",
+                                                  "layout"))
+    rows = {k: args[k] for k in ("topk_length", "extra_topk", "extra_topk_length")}
+
+    # The cost of each valid row (section 3).
+    lens = [int(x) for x in row_lengths(seqlens, args["topk"], layout=layout, **rows)[:n]]
+    nblk = [int(v) for v in num_blocks(np.asarray(lens, dtype=np.int64), block_size)] if n else []
 
     # The walk of section 4: where each part begins and ends.
     total = sum(b + F for b in nblk)

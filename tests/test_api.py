@@ -179,6 +179,20 @@ def test_plan_on_cpu_describes_an_h100():
     assert mm.smem_bytes(p.max_smem_rows, 66, 16) <= 232448 < mm.smem_bytes(p.max_smem_rows + 1, 66, 16)
 
 
+def test_plan_takes_the_layout_and_words_a_forced_smem_it_cannot_run():
+    cpu = jax.devices("cpu")[0]
+    for layout in ("2025", "2026"):
+        p = mm.plan(4096, 132, layout=layout, device=cpu)
+        assert p.layout == layout
+        # the layout changes the packing only: the launch is the same
+        q = mm.plan(4096, 132, device=cpu)
+        assert (p.path, p.cluster_size, p.threads, p.launches) == (q.path, q.cluster_size, q.threads, q.launches)
+    with pytest.raises(ValueError, match="layout must be '2025'"):
+        mm.plan(4096, 132, layout="2027", device=cpu)
+    p = mm.plan(900000, 132, kernel="smem", device=cpu)
+    assert "could not run kernel='smem'" in p.reason and "run error" not in p.reason
+
+
 def test_plan_follows_the_launch_decision(h100):
     """Cluster sizes, threads, paths and launches as the handler decides them (core/launch_plan.h)."""
     def shape(B, P=132, **kw):
@@ -261,4 +275,15 @@ def test_missing_cuda_module_gives_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                        timeout=120)
     assert "ERR" in r.stdout, r.stdout + r.stderr
-    assert "built without its CUDA module" in r.stdout and "jax.devices('cpu')" in r.stdout
+    assert "cannot run on a GPU here: disabled by JAX_MLA_META_DISABLE_CUDA." in r.stdout, r.stdout
+    assert "jax.devices('cpu')" in r.stdout and "no-build-isolation" not in r.stdout
+
+
+@pytest.mark.parametrize("P, limit, K", [(1, 10000, 16), (1, 2000, 1), (132, 60000, 1), (256, 50000, 4)])
+def test_max_smem_rows_is_the_largest_batch_that_fits(P, limit, K):
+    """Below the mid path's last row the fast paths' regions make the need jump up and down: a small limit must
+    still give the largest B that fits, not the first B that does not."""
+    from jax_mla_meta import _ffi
+    got = mm.max_smem_rows(P, limit, K)
+    fitting = [b for b in range(0, 40000) if _ffi.smem_bytes(b, P, K) <= limit]
+    assert got == max(fitting), (got, max(fitting))

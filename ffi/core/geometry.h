@@ -56,10 +56,9 @@ MLA_HD int64_t rows_per_rank(int64_t B, int64_t K) {
 }
 
 // The low_smem kernel's cluster: cluster_for(B), but at most kWideCluster CTAs for a wide batch (more than
-// kChunk rows a CTA, run as three launches: cuda/wide_kernels.cu). Measured on an H100 at 1M rows (perf log v18):
-// 8 CTAs of 131,072 rows each beat 16 of 65,536 (dense 19.4-20.0 -> 19.0-19.4 us, sparse 7.0 -> 6.8), and 4 lose
-// (22 us dense). The cluster's work there is fixed per part, not per row (the chunk sums come from the launch
-// before), so fewer CTAs cost little, and a cluster of 8 has fewer SMs to wait for.
+// kChunk rows a CTA, run as three launches: cuda/wide_kernels.cu). The cluster's work there is fixed per part,
+// not per row (the chunk sums come from the launch before), so fewer CTAs cost little, and a cluster of 8 has
+// fewer SMs to wait for than 16 (4 are too few: benchmarks/README.md, perf log v18d).
 constexpr int kWideCluster = 8;
 inline int low_smem_cluster(int64_t B, int kmax) {
   const int K = cluster_for(B, kmax);
@@ -81,7 +80,7 @@ MLA_HD constexpr bool rowpath_fits(int64_t B, int64_t P, int64_t K) {
 
 // Small batches with per-row lengths (B <= kWarpPathRows, P <= kRowParts) take the "warp path" instead: one warp holds
 // warppath_rows_per_lane(B) rows per lane (1, 2, 4, 8 or 16) and leaves per row a search key and a 16-byte
-// entry. (Measured on an H100 at B = 512: 5.1-5.2 us against the row path's 5.6-5.8.)
+// entry. (Faster than the row path up to 512 rows: benchmarks/README.md, perf log v14.)
 constexpr int64_t kWarpPathRows = 512;
 MLA_HD constexpr int warppath_rows_per_lane(int64_t B) {
   return B <= 32 ? 1 : (B <= 64 ? 2 : (B <= 128 ? 4 : (B <= 256 ? 8 : 16)));

@@ -180,7 +180,7 @@ __device__ __forceinline__ void general_body(const Args& a) {
   int64_t* wpre = reinterpret_cast<int64_t*>(ws + a.lay.chunks);   // [K * (R / kCh)][32] when nch > 1
   const int64_t wbase = static_cast<int64_t>(rank) * (R / kCh);
   // low_smem with its records in shared memory: each record is pushed to every rank onto sh->rbar (st.async),
-  // not stored remotely and published by a release / acquire cluster barrier (~1,300 cycles).
+  // not stored remotely and published by a release / acquire cluster barrier (the slow kind: ptx.cuh).
   const bool push_records = !kSmem && !global_parts && K > 1;
   if (K > 1) {
     if (threadIdx.x == 0) {   // the rank sums land on sh->bar (see push_word)
@@ -283,7 +283,7 @@ __device__ __forceinline__ void general_body(const Args& a) {
                             // rank's: [qa, qb)
   if (K > 1) {
     cluster_wait();   // phase 0 complete: other ranks may be sent to
-    // st.async onto the receivers' mbarriers: a cluster barrier with release costs ~1,300 cycles. Nothing
+    // st.async onto the receivers' mbarriers, not a cluster barrier with release (ptx.cuh). Nothing
     // written to another rank's records below can meet that rank's own stores: disjoint arrays.
     // Other ranks read this slice's first two rows (rel, gbase: stored by thread 0) once they hold this sum:
     // the push's complete_tx releases at cluster scope what its warp stored before this __syncwarp.
@@ -377,7 +377,7 @@ __device__ __forceinline__ void general_body(const Args& a) {
       // first position is at or below it: counted by every lane at once when the positions are in shared
       // memory, else a binary search), then the thread (rescan of that warp's 256 rows), then the row. Every
       // lane derives the same band, and lane o stores it in rank o (the part's chain of dependent steps is
-      // what costs here: a lone warp pays ~20 cycles per instruction).
+      // what costs here: a lone warp issues slowly).
       const int nwp = nch * kW;
       for (int64_t q = qa + warp; q < qb; q += blockDim.x >> 5) {
         const int64_t x = F + (q + 1) * Q - A0;   // rank-local, inside the slice

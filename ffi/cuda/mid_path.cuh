@@ -5,9 +5,9 @@
 // [r W + R i, r W + R i + R) (R = 4, or 8 on small clusters), whose costs it keeps in registers: no per-row shared
 // memory, so both kernels run it alike, and no division per row: each thread divides once per pass and then steps
 // its rows' tape positions past multiples of Q (see `residues`). (Rolled loops that reread the lengths from L1
-// were 1.5x slower.)
-//  * Each rank scans its costs and sends its sum to every rank (push: no cluster barrier, whose release
-//    costs ~1,300 cycles); then every thread knows the total, Q and S of its rows.
+// were slower: benchmarks/README.md, perf log v15a.)
+//  * Each rank scans its costs and sends its sum to every rank (push: no cluster barrier with release
+//    semantics, the slow kind: ptx.cuh); then every thread knows the total, Q and S of its rows.
 //  * Candidates (as in the row path): rows with t = S mod Q <= L = 128 + 2F. While d + F <= L no other row
 //    can be hit, and no hit wraps below the one before (L < Q - 1), so D = d, the t of the last hit: the
 //    chain hits, in row order, every candidate with d <= t <= d + F, and d becomes its t. Each rank lists its
@@ -20,8 +20,8 @@
 //      the restart count on entering its slice, and on leaving the last one. The slice's own restarts: where
 //      it has at most 32 candidates, the thread of its entry d kept them as a mask while building that entry
 //      (the warp of that thread writes them out); else warp 0 walks the slice's candidates from its d on
-//      entry, 32 per ballot round (walk_candidates). (Against the lists below at 11,622 rows on 8 CTAs:
-//      5.5 -> 4.9 us, and 4.83 with the masks; benchmarks/README.md, perf log v17 and v18.)
+//      entry, 32 per ballot round (walk_candidates). (Faster than the lists below where it applies:
+//      benchmarks/README.md, perf log v17a and v18b.)
 //    - by lists: each rank sends its count and its candidates (at most M = kMidCand / K) to every rank (into
 //      rank slots), a word a thread; every rank lays them out in row order in its own shared memory, and
 //      warp 0 of every rank walks the whole chain from d = 0. One CTA (K = 1) walks its own list.
@@ -185,6 +185,7 @@ __device__ __forceinline__ bool mid_path(const Args& a) {
   const int nl = min(n, r1);   // this rank's rows with a length
   const uint32_t F = static_cast<uint32_t>(a.c.overhead);
   const int shift = a.bs_shift;   // >= 6: a row costs < 2^25 + F < 2^26, R of them < 2^31
+  // num_blocks of core/costs.h, by a shift and without a branch (spelled here for the mid path's code generation)
   auto cost_of_len = [&](int32_t len) { return (static_cast<uint32_t>(max(len, 1) - 1) >> shift) + 1u + F; };
   // The costs of the thread's rows stay in registers (0 from row nl on); every pass over them is unrolled.
   uint32_t cost[R], tsum = 0, cmax = 0, zm = 0;   // zm: rows of length 0 (their end_block is 0)

@@ -23,11 +23,11 @@ __device__ __forceinline__ void cluster_wait() {
   asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
-// Pushing words into other CTAs' shared memory without a cluster-scope release (measured on an H100: a
-// cluster barrier with release / acquire semantics takes ~1,300 cycles, a relaxed one ~115, an all-gather of
-// one word per CTA by st.async ~250-400). Each word lands in the receiver's shared memory and counts 4 bytes
-// on the receiver's mbarrier; the receiver waits until the bytes it expects have all landed, which also makes
-// them visible to it. An mbarrier must be initialised (and that made visible to the cluster, see
+// Pushing words into other CTAs' shared memory without a cluster-scope release (a cluster barrier with release /
+// acquire semantics costs several times a relaxed one or an all-gather by st.async: benchmarks/README.md, "Where
+// the time goes now", and benchmarks/cluster_sync_cost.cu). Each word lands in the receiver's shared memory and
+// counts 4 bytes on the receiver's mbarrier; the receiver waits until the bytes it expects have all landed, which
+// also makes them visible to it. An mbarrier must be initialised (and that made visible to the cluster, see
 // mbar_init_fence) before any CTA sends to it, and invalidated before its memory is used otherwise.
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));

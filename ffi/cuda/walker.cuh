@@ -154,7 +154,7 @@ __device__ int walk_uniform(PartRecord* rec, int P, int64_t n, int64_t Q, int64_
 
 // ---- the window walker (P <= 32 kMaskWindows parts: every workload of docs/spec.md) ----
 // Warp 0 walks the parts 32 at a time (lane l of window w is part 32 w + l). Only the chain lives here, in
-// as few instructions as possible (one warp issuing alone pays ~10 cycles per instruction): each lane's end
+// as few instructions as possible (a warp issuing alone pays the full latency of each one): each lane's end
 // under the current shift D, one ballot per restart. Each window's final ends go to the records and its cut
 // and run-break masks to shared memory; finish_windows (one warp per window, after a barrier) turns them
 // into cut rows and metadata.
