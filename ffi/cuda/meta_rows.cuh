@@ -1,5 +1,5 @@
 // meta_rows.cuh: the one writer of tile_scheduler_metadata rows on the GPU, in both layouts (core/records.h
-// defines the packing; pack_row is shared with the CPU handler). Every path calls these:
+// defines the packing, columns_of its columns; pack_row is shared with the CPU handler). Every path calls these:
 //  * store_meta_row: a whole row, from the ends of a part and of its predecessor (the general path);
 //  * store_part_rows: part q's end in row q and its successor's begin in row q + 1 (the warp, row and mid paths,
 //    where the thread that finds a part's end knows where the next part begins);
@@ -69,35 +69,41 @@ __device__ __forceinline__ void store_part_rows(const MetaOut& out, int q, int P
                                                 int ns, bool split_er = false, bool split_nr = false) {
   int32_t* meta = out.meta;
   if (out.layout == kLayout2026) {
+    constexpr Columns c = columns_of(kLayout2026);
+    static_assert(c.first_split == c.begin_split + 1 && c.begin_split % 2 == 0, "(begin_split, first) as an int2");
     const bool cut = nr == er;
     int32_t* row = meta + 8 * q;
-    row[1] = er;
-    row[3] = eb;
-    row[6] = cut || split_er ? 1 : 0;
+    row[c.end_req] = er;
+    row[c.end_block] = eb;
+    row[c.last_split] = cut || split_er ? 1 : 0;
     if (q + 1 < P) {
       int32_t* next = row + 8;
       const bool idle = nr < 0;
-      next[0] = idle ? out.B : nr;
-      next[2] = nb;
-      *reinterpret_cast<int2*>(next + 4) = make_int2(ns, !idle && (cut || split_nr) ? 1 : 0);
-      next[7] = 0;
+      next[c.begin_req] = idle ? out.B : nr;
+      next[c.begin_block] = nb;
+      *reinterpret_cast<int2*>(next + c.begin_split) = make_int2(ns, !idle && (cut || split_nr) ? 1 : 0);
+      next[7] = 0;   // the column no field uses
     }
     if (q == 0) {   // row 0 is split iff part 0 cuts it
-      row[0] = 0;
-      row[2] = 0;
-      *reinterpret_cast<int2*>(row + 4) = make_int2(0, cut && er == 0 ? 1 : 0);
+      row[c.begin_req] = 0;
+      row[c.begin_block] = 0;
+      *reinterpret_cast<int2*>(row + c.begin_split) = make_int2(0, cut && er == 0 ? 1 : 0);
       row[7] = 0;
     }
     return;
   }
-  *reinterpret_cast<int2*>(meta + 8 * q + 2) = make_int2(er, eb);
+  constexpr Columns c = columns_of(kLayout2025);
+  static_assert(c.end_block == c.end_req + 1 && c.end_req % 2 == 0 && c.begin_block == c.begin_req + 1 &&
+                    c.begin_req % 2 == 0 && c.begin_split == 4,
+                "(end_req, end_block) and (begin_req, begin_block) as int2, begin_split and three zeros as an int4");
+  *reinterpret_cast<int2*>(meta + 8 * q + c.end_req) = make_int2(er, eb);
   if (q + 1 < P) {
-    *reinterpret_cast<int2*>(meta + 8 * (q + 1)) = make_int2(nr, nb);
-    *reinterpret_cast<int4*>(meta + 8 * (q + 1) + 4) = make_int4(ns, 0, 0, 0);
+    *reinterpret_cast<int2*>(meta + 8 * (q + 1) + c.begin_req) = make_int2(nr, nb);
+    *reinterpret_cast<int4*>(meta + 8 * (q + 1) + c.begin_split) = make_int4(ns, 0, 0, 0);
   }
   if (q == 0) {
-    *reinterpret_cast<int2*>(meta) = make_int2(0, 0);
-    *reinterpret_cast<int4*>(meta + 4) = make_int4(0, 0, 0, 0);
+    *reinterpret_cast<int2*>(meta + c.begin_req) = make_int2(0, 0);
+    *reinterpret_cast<int4*>(meta + c.begin_split) = make_int4(0, 0, 0, 0);
   }
 }
 
