@@ -10,6 +10,7 @@ import pytest
 
 import jax_mla_meta as mm
 from conftest import assert_same, ref
+from lengths import between
 from jax_mla_meta import _ffi
 
 
@@ -135,7 +136,7 @@ def test_host_rule_argument_types():
 
 
 def test_get_mla_metadata_on_cpu_assumes_h100(rng):
-    lens = rng.integers(1, 9000, 32).astype(np.int32)
+    lens = between(rng, 32, 1, 9000)
     cpu = jax.devices("cpu")[0]
     x = jax.device_put(lens, cpu)
     got = mm.get_mla_metadata(x, 16, 1, device=cpu)
@@ -146,7 +147,7 @@ def test_get_mla_metadata_on_cpu_assumes_h100(rng):
     got = mm.get_mla_metadata(x, 128, 1, 128, True, 2048, device=cpu, num_sm_parts=7)
     assert got[0].shape == (7, 8)
     # 2026 on an SM90 host: P = 132 // 1 // 2; F = 5
-    tl = jax.device_put(rng.integers(0, 2049, 32).astype(np.int32), cpu)
+    tl = jax.device_put(between(rng, 32, 0, 2049), cpu)
     got = mm.get_mla_metadata(x, 128, 1, 128, False, 2048, layout="2026", topk_length=tl, device=cpu)
     want = mm.reference.schedule(lens, 66, topk=2048, layout="2026", topk_length=np.asarray(tl))
     assert_same(tuple(np.asarray(v) for v in got), want, f"seed {rng.seed}")

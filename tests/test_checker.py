@@ -12,7 +12,7 @@ import pytest
 from jax_mla_meta import reference, to_2026
 from jax_mla_meta.layouts import COLUMNS
 from jax_mla_meta.reference import ScheduleError, check_schedule
-from lengths import lengths, topk_lengths
+from lengths import between, lengths, topk_lengths
 
 INT32_MAX = 2**31 - 1
 BS, F = 64, 5
@@ -83,7 +83,7 @@ def test_b0_reference_shape():
 
 def test_accepts_num_valid_padding():
     rng = np.random.default_rng(7)
-    lens = rng.integers(0, 50000, 257).astype(np.int32)
+    lens = between(rng, 257, 0, 50000)
     for nv in [0, 1, 2, 39, 40, 41, 128, 256, 257, -5, 1000]:
         _accept(lens, 40, num_valid=nv)
 
@@ -110,7 +110,7 @@ def test_accepts_python_lists_and_other_int_dtypes():
 
 def _base():
     rng = np.random.default_rng(12345)
-    lens = rng.integers(0, 2000, 60).astype(np.int32)
+    lens = between(rng, 60, 0, 2000)
     lens[1::9] = 0
     lens[0] = 1000
     lens[5] = 131072                                    # a row cut into several pieces
@@ -367,7 +367,7 @@ def test_catches_sparse_mode_mismatch():
 
 def test_catches_corruption_in_a_large_batch_quickly():
     rng = np.random.default_rng(3)
-    lens = rng.integers(0, 200_000, 100_000).astype(np.int32)
+    lens = between(rng, 100_000, 0, 200_000)
     meta, splits = (a.copy() for a in reference.schedule(lens, 132))
     splits[77_777] += 1
     t = time.perf_counter()
@@ -394,7 +394,7 @@ def test_accepts_per_row_sparse_lengths(seed):
         if rng.random() < 0.5:
             rows["extra_topk"] = int(rng.choice([0, 64, 700]))
         if rng.random() < 0.3:
-            rows["extra_topk_length"] = rng.integers(-70, 5000, B).astype(np.int32)
+            rows["extra_topk_length"] = between(rng, B, -70, 5000)
         nv = None if rng.random() < 0.5 else int(rng.integers(-2, B + 3))
         _accept(np.zeros(B, np.int32), P, topk, nv, **rows)
 

@@ -9,7 +9,7 @@ import pytest
 
 from jax_mla_meta import costs, layouts, reference
 from jax_mla_meta.reference import check_schedule
-from lengths import INT32_MAX, INT32_MIN, extra_lengths, lengths, topk_lengths
+from lengths import INT32_MAX, INT32_MIN, between, extra_lengths, lengths, topk_lengths
 
 
 def c_sparse_len(cur: int, extra_on: bool, extra: int) -> int:
@@ -41,8 +41,8 @@ def test_sparse_length_is_c_int_arithmetic(cur, extra):
 
 def test_valid_domain_blocks_are_flashmla_counts(rng):
     """On the valid domain the cost is ceil(max(tl, 1) / 64) + ceil(etl / 64) blocks, FlashMLA's own count."""
-    tl = rng.integers(0, 2049, 5000)
-    etl = rng.integers(0, 9000, 5000)
+    tl = between(rng, 5000, 0, 2049).astype(np.int64)
+    etl = between(rng, 5000, 0, 9000).astype(np.int64)
     blocks = costs.num_blocks(costs.sparse_length(tl, True, etl), 64)
     want = -(-np.maximum(tl, 1) // 64) + -(-etl // 64)
     assert np.array_equal(blocks, want), f"seed {rng.seed}"
