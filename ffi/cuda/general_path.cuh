@@ -33,6 +33,88 @@
 namespace mla_meta {
 namespace {
 
+// Phase 2 of the general path: the row holding each lo_q of this rank's parts [qa, qb) and the band of S around
+// it, handed to `put` (which broadcasts the record). One function per place the tape lives.
+
+// smem: a binary search over this rank's slice of the tape in shared memory, the band from the cluster's tape.
+template <typename Put>
+__device__ __forceinline__ void rows_from_slice(const uint32_t* rel, const int64_t* gbase, const ClusterTape& ctape,
+                                                int64_t r0, int64_t r1, int64_t n, int64_t F, int64_t Q, int64_t A0,
+                                                int64_t qa, int64_t qb, Put&& put) {
+  for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
+    const int64_t x = F + (q + 1) * Q - A0;   // rank-local tape position, inside the slice
+    int lo = 0, hi = static_cast<int>(r1 - r0);   // largest local row with S_local <= x
+    while (hi - lo > 1) {
+      const int mid = (lo + hi) >> 1;
+      if (gbase[mid >> kGroupLog] + (rel[mid] & 0x7fffffffu) <= x) lo = mid; else hi = mid;
+    }
+    const int64_t r = r0 + lo;
+    const int64_t s0 = A0 + gbase[lo >> kGroupLog] + (rel[lo] & 0x7fffffffu);
+    const int64_t s1 = ctape.S(r + 1);
+    put(q, band_record(r, s0, s1, r + 1 < n ? ctape.S(r + 2) : kInf));
+  }
+}
+
+// low_smem, one chunk (still in registers): each thread's first tape position to shared memory; a part finds its
+// thread by binary search, then its row among that thread's 8 rows.
+template <int kNT, typename Put>
+__device__ __forceinline__ void rows_from_one_chunk(const Args& a, const RowLengths& lens, LowStatic* ls,
+                                                    int64_t thread_excl, int64_t r0, int64_t n, int64_t F, int64_t Q,
+                                                    int64_t A0, int64_t qa, int64_t qb, Put&& put) {
+  const int64_t c0 = r0;
+  if (qa < qb) {
+    ls->thread_start[threadIdx.x] = A0 + thread_excl;
+    __syncthreads();
+    for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
+      const int64_t lo_q = F + (q + 1) * Q;
+      int tl = 0, th = kNT;   // largest thread with thread_start <= lo_q (its rows hold lo_q)
+      while (th - tl > 1) {
+        const int mid = (tl + th) >> 1;
+        if (ls->thread_start[mid] <= lo_q) tl = mid; else th = mid;
+      }
+      put(q, band_in_thread(a, lens, c0 + static_cast<int64_t>(tl) * kV, n, ls->thread_start[tl], lo_q));
+    }
+  }
+}
+
+// low_smem, several chunks: one warp per part finds the (chunk, warp) of rows holding lo_q (the last one whose
+// first position is at or below it: counted by every lane at once when the positions are in shared memory, else a
+// binary search), then the thread (rescan of that warp's 256 rows), then the row. Every lane derives the same
+// band, and lane o stores it in rank o (the part's chain of dependent steps is what costs here: a lone warp issues
+// slowly).
+template <int kNT, typename Put>
+__device__ __forceinline__ void rows_from_chunk_sums(const Args& a, const RowLengths& lens, const int64_t* wpos,
+                                                     int nch, int64_t r0, int64_t r1, int64_t n, int64_t F, int64_t Q,
+                                                     int64_t A0, int64_t qa, int64_t qb, int lane, int warp,
+                                                     Put&& put) {
+  constexpr int kCh = kNT * kV, kW = kNT / 32;
+  const int nwp = nch * kW;
+  for (int64_t q = qa + warp; q < qb; q += blockDim.x >> 5) {
+    const int64_t x = F + (q + 1) * Q - A0;   // rank-local, inside the slice
+    int lo = 0;   // the number of entries at or below x (positions only grow; the rank's sum is past x)
+    if (nwp <= kThreads) {
+      int cnt = 0;
+      for (int e = lane; e < nwp; e += 32) cnt += wpos[e] <= x ? 1 : 0;
+      lo = static_cast<int>(__reduce_add_sync(kFull, static_cast<unsigned>(cnt)));
+    } else {
+      int hi = nwp;
+      while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (wpos[mid] <= x) lo = mid + 1; else hi = mid;
+      }
+    }
+    const int cw = lo - 1;   // wpos[cw] <= x < wpos[cw + 1] (or the rank's end): rows of cw hold x
+    const int64_t i0 = r0 + static_cast<int64_t>(cw / kW) * kCh + (cw % kW) * 32 * kV + lane * kV;
+    int64_t ts = 0;
+#pragma unroll
+    for (int j = 0; j < kV; ++j) ts += i0 + j < r1 ? cost_of(row_length(lens, i0 + j), a) : 0;
+    const int64_t lp = wpos[cw] + warp_inclusive_sum(ts) - ts;
+    const int l = 31 - __clz(__ballot_sync(kFull, ts > 0 && lp <= x));
+    put(q, band_in_thread(a, lens, __shfl_sync(kFull, i0, l), n, A0 + __shfl_sync(kFull, lp, l), A0 + x),
+        lane, 32);
+  }
+}
+
 // The general path: any batch, on a cluster of K CTAs (or one).
 template <bool kSmem, int kNT, int kWarpRows>
 __device__ __forceinline__ void general_body(const Args& a) {
@@ -342,68 +424,11 @@ __device__ __forceinline__ void general_body(const Args& a) {
   // The smem kernel's view of the whole tape (unused by low_smem, whose rel/gbase are null).
   const ClusterTape ctape{rel, gbase, sh->pre, n, total, F, static_cast<uint32_t>(R), rank};
   if constexpr (kSmem) {
-    for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
-      const int64_t x = F + (q + 1) * Q - A0;   // rank-local tape position, inside the slice
-      int lo = 0, hi = static_cast<int>(r1 - r0);   // largest local row with S_local <= x
-      while (hi - lo > 1) {
-        const int mid = (lo + hi) >> 1;
-        if (gbase[mid >> kGroupLog] + (rel[mid] & 0x7fffffffu) <= x) lo = mid; else hi = mid;
-      }
-      const int64_t r = r0 + lo;
-      const int64_t s0 = A0 + gbase[lo >> kGroupLog] + (rel[lo] & 0x7fffffffu);
-      const int64_t s1 = ctape.S(r + 1);
-      put(q, band_record(r, s0, s1, r + 1 < n ? ctape.S(r + 2) : kInf));
-    }
+    rows_from_slice(rel, gbase, ctape, r0, r1, n, F, Q, A0, qa, qb, put);
+  } else if (!multi) {
+    rows_from_one_chunk<kNT>(a, lens, ls, cs.excl, r0, n, F, Q, A0, qa, qb, put);
   } else {
-    if (!multi) {
-      // One chunk (still in registers): each thread's first tape position to shared memory; a part finds
-      // its thread by binary search, then its row among that thread's 8 rows.
-      const int64_t c0 = r0;
-      if (qa < qb) {
-        ls->thread_start[threadIdx.x] = A0 + cs.excl;
-        __syncthreads();
-        for (int64_t q = qa + threadIdx.x; q < qb; q += blockDim.x) {
-          const int64_t lo_q = F + (q + 1) * Q;
-          int tl = 0, th = kNT;   // largest thread with thread_start <= lo_q (its rows hold lo_q)
-          while (th - tl > 1) {
-            const int mid = (tl + th) >> 1;
-            if (ls->thread_start[mid] <= lo_q) tl = mid; else th = mid;
-          }
-          put(q, band_in_thread(a, lens, c0 + static_cast<int64_t>(tl) * kV, n, ls->thread_start[tl], lo_q));
-        }
-      }
-    } else {
-      // Several chunks: one warp per part finds the (chunk, warp) of rows holding lo_q (the last one whose
-      // first position is at or below it: counted by every lane at once when the positions are in shared
-      // memory, else a binary search), then the thread (rescan of that warp's 256 rows), then the row. Every
-      // lane derives the same band, and lane o stores it in rank o (the part's chain of dependent steps is
-      // what costs here: a lone warp issues slowly).
-      const int nwp = nch * kW;
-      for (int64_t q = qa + warp; q < qb; q += blockDim.x >> 5) {
-        const int64_t x = F + (q + 1) * Q - A0;   // rank-local, inside the slice
-        int lo = 0;   // the number of entries at or below x (positions only grow; the rank's sum is past x)
-        if (nwp <= kThreads) {
-          int cnt = 0;
-          for (int e = lane; e < nwp; e += 32) cnt += wpos[e] <= x ? 1 : 0;
-          lo = static_cast<int>(__reduce_add_sync(kFull, static_cast<unsigned>(cnt)));
-        } else {
-          int hi = nwp;
-          while (lo < hi) {
-            const int mid = (lo + hi) >> 1;
-            if (wpos[mid] <= x) lo = mid + 1; else hi = mid;
-          }
-        }
-        const int cw = lo - 1;   // wpos[cw] <= x < wpos[cw + 1] (or the rank's end): rows of cw hold x
-        const int64_t i0 = r0 + static_cast<int64_t>(cw / kW) * kCh + (cw % kW) * 32 * kV + lane * kV;
-        int64_t ts = 0;
-#pragma unroll
-        for (int j = 0; j < kV; ++j) ts += i0 + j < r1 ? cost_of(row_length(lens, i0 + j), a) : 0;
-        const int64_t lp = wpos[cw] + warp_inclusive_sum(ts) - ts;
-        const int l = 31 - __clz(__ballot_sync(kFull, ts > 0 && lp <= x));
-        put(q, band_in_thread(a, lens, __shfl_sync(kFull, i0, l), n, A0 + __shfl_sync(kFull, lp, l), A0 + x),
-            lane, 32);
-      }
-    }
+    rows_from_chunk_sums<kNT>(a, lens, wpos, nch, r0, r1, n, F, Q, A0, qa, qb, lane, warp, put);
   }
   MLA_STAMP(kRowsFound);
   // Records visible to every rank.
