@@ -123,11 +123,13 @@ _SEPARATOR[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32, ord(",")]] = True   # ASCII w
 def _count_tokens(f, limit: int) -> int:
     """How many values a text lengths file (opened in binary) holds, counted in NumPy chunk by chunk without
     converting any, and only until the count passes ``limit``. A value is a run of bytes that are neither a
-    separator nor inside a comment (``#`` to the end of the line). Non-ASCII whitespace is no separator here, so
-    this can only undercount; the conversion counts again."""
+    separator nor inside a comment (``#`` to the end of the line). A file with non-ASCII bytes (whose whitespace
+    this cannot tell) counts 0 here: the conversion, which stops at the limit, counts it instead."""
     count, in_token, in_comment = 0, False, False
     while count <= limit and (chunk := f.read(COUNT_CHUNK)):
         b = np.frombuffer(chunk, np.uint8)
+        if np.any(b >= 0x80):
+            return 0
         sep = _SEPARATOR[b]
         if in_comment or b"#" in chunk:
             # inside a comment: the last '#' so far comes after the last newline (a comment carried in from the
@@ -310,7 +312,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"jax {jax.__version__}, jaxlib {jaxlib_version}, default backend {jax.default_backend()}")
     from ._ffi import CUDA_IMPORT_ERROR
 
-    print(f"CUDA module built: {'yes' if mm.HAS_CUDA else 'no'}"
+    print(f"CUDA module usable: {'yes' if mm.HAS_CUDA else 'no'}"
           + (f"; {CUDA_IMPORT_ERROR}" if not mm.HAS_CUDA and CUDA_IMPORT_ERROR else ""))
     print(f"{'device':<12} {'platform':<8} {'kind':<24} {'SMs':>5} {'cc':>5} {'opt-in smem B':>14} "
           f"{'max smem B (P=132)':>19} {'(P=66)':>8}")

@@ -87,7 +87,7 @@ def uniform_sparse_too_long(topk: int, extra_topk: int) -> bool:
 def num_blocks(lengths, block_size_n: int):
     """KV blocks of each row: ``max(len - 1, 0) // block_size_n + 1`` (a zero or negative length costs one).
     Array-likes give int64 NumPy arrays; a JAX array (traced inside ``jit`` too) gives a JAX array of its dtype."""
-    if isinstance(lengths, jax.Array):
-        return jnp.maximum(lengths - 1, 0) // block_size_n + 1
+    if isinstance(lengths, jax.Array):   # int32: max first, so that INT32_MIN - 1 does not wrap
+        return (jnp.maximum(lengths, 1) - 1) // block_size_n + 1
     lengths = np.asarray(lengths, dtype=np.int64)
     return np.maximum(lengths - 1, 0) // block_size_n + 1

@@ -160,7 +160,11 @@ def _check_statics(head_dim_v, softmax_scale, causal, layout) -> None:
                                                                                           np.floating)):
             raise TypeError(f"softmax_scale must be None (d ** -0.5) or a Python float, got "
                             f"{type(softmax_scale).__name__}; it is static: pass a number, not an array")
-        if not math.isfinite(float(softmax_scale)):
+        try:
+            finite = math.isfinite(float(softmax_scale))
+        except OverflowError:
+            finite = False
+        if not finite:
             raise ValueError(f"softmax_scale must be finite, got {softmax_scale}")
     as_bool("causal", causal)
     check_layout(layout)
@@ -181,6 +185,9 @@ def _jit_checking_statics(fn):
         _check_statics(**{name: bound.arguments[name] for name in _STATIC})
         return jitted(*args, **kwargs)
 
+    for name in ("lower", "trace", "eval_shape"):   # what a jitted function offers, unchecked
+        if hasattr(jitted, name):
+            setattr(call, name, getattr(jitted, name))
     return call
 
 

@@ -46,13 +46,16 @@ class Plan:
     smem_bytes: int             # what the smem kernel needs per CTA for this batch
     optin_limit: int | None     # the device's opt-in shared memory per block
     cluster_limit: int | None   # the largest cluster both kernels can use there
-    max_smem_rows: int | None   # largest B the smem kernel takes at this num_sm_parts there
+    max_smem_rows: int | None   # largest B the smem kernel takes at this num_sm_parts there (a threshold past the
+                                # mid path's rows; below them a smaller B may still not fit: see max_smem_rows)
     assumed_h100: bool = False  # a CPU device: the CUDA figures are for an H100
     layout: str = "2025"        # the metadata layout written (it does not change the launch)
 
 
 def max_smem_rows(num_sm_parts: int, limit: int, cluster_limit: int = 1) -> int:
-    """Largest B whose smem kernel fits ``limit`` bytes per CTA on clusters of up to ``cluster_limit`` CTAs."""
+    """Largest B whose smem kernel fits ``limit`` bytes per CTA on clusters of up to ``cluster_limit`` CTAs (0 if
+    none does). Past the mid path's last row every smaller B fits too; below it, where the fast paths' regions set
+    the need, a small limit can leave gaps (on every CUDA device the package runs on, none)."""
     P = as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
     limit = as_int("limit", limit, 0)
     K = as_int("cluster_limit", cluster_limit, 1, _ffi.MAX_CLUSTER)
@@ -66,7 +69,7 @@ def max_smem_rows(num_sm_parts: int, limit: int, cluster_limit: int = 1) -> int:
     # Past the fast paths' batches the need grows with B (a bisection finds the largest B that fits); up to
     # there the paths' own regions make it jump up and down, so a small limit is searched row by row.
     mono = min(_ffi.MID_PATH_ROWS[1], top)
-    if not fits(mono + 1) or mono == top:
+    if mono == top or not fits(mono + 1):
         return next((b for b in range(mono, -1, -1) if fits(b)), 0)
     lo, step = mono + 1, 1
     hi = lo + step

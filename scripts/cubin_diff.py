@@ -1,7 +1,10 @@
-"""Is a change to the CUDA code neutral? Compile the kernel translation units of two git revisions (or a revision
-and the working tree) to cubins for one architecture and compare every kernel's machine code byte for byte.
+"""Is a change to the CUDA kernels neutral? Compile the kernel translation units of two git revisions (or a revision
+and the working tree) to cubins for one architecture and compare, byte for byte, every kernel's machine code
+(.text) and what the driver reads about it (.nv.info: registers, parameters, barriers; .nv.shared: static shared
+memory; .nv.constant0: the parameter bank).
 
-Needs nvcc only (no GPU, no cuobjdump): a refactor whose cubins are identical cannot change behaviour or speed.
+Needs nvcc only (no GPU, no cuobjdump). Identical kernels run identically; the host side (the handler, the launch
+decision in ffi/core) is not compared: its changes are covered by the tests.
 
     python scripts/cubin_diff.py 6345bba            # that revision against the working tree, sm_90
     python scripts/cubin_diff.py HEAD~1 HEAD --arch sm_100
@@ -25,8 +28,12 @@ UNITS = ("kernels_general_smem", "kernels_general_low_smem", "kernels_warp_smem"
          "kernels_mid_smem", "kernels_mid_low_smem", "wide_kernels")
 
 
+KERNEL_SECTIONS = (".text.", ".nv.info.", ".nv.shared.", ".nv.constant0.")
+
+
 def text_sections(cubin: Path) -> dict[str, bytes]:
-    """The .text.* sections of an ELF64 cubin, by name with the per-file hashes of anonymous namespaces removed."""
+    """The per-kernel sections of an ELF64 cubin (KERNEL_SECTIONS), by name with the per-file hashes of anonymous
+    namespaces removed."""
     d = cubin.read_bytes()
     if d[:4] != b"\x7fELF" or d[4] != 2:
         raise ValueError(f"{cubin} is not an ELF64 file")
@@ -38,7 +45,7 @@ def text_sections(cubin: Path) -> dict[str, bytes]:
     for h in headers:
         start = names_at + h[0]
         name = d[start:d.index(b"\0", start)].decode()
-        if name.startswith(".text."):
+        if name.startswith(KERNEL_SECTIONS):
             name = re.sub(r"_(GLOBAL__N__|INTERNAL_)[0-9a-f]{8}_", r"_\1_", name)
             out[name] = d[h[4]:h[4] + h[5]]
     return out
@@ -87,11 +94,11 @@ def main(argv=None) -> int:
             a, b = text_sections(cubins[0, unit]), text_sections(cubins[1, unit])
             bad = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             differ += len(bad)
-            print(f"{unit}: {len(set(a) | set(b)) - len(bad)} kernels the same, {len(bad)} differ")
+            print(f"{unit}: {len(set(a) | set(b)) - len(bad)} kernel sections the same, {len(bad)} differ")
             for k in bad:
                 print(f"  {k[:100]}: {len(a.get(k, b''))} -> {len(b.get(k, b''))} bytes")
     print(f"{args.rev_a} vs {args.rev_b or 'the working tree'} ({args.arch}): "
-          + ("identical machine code" if not differ else f"{differ} kernels differ"))
+          + ("identical kernels" if not differ else f"{differ} kernel sections differ"))
     return 1 if differ else 0
 
 

@@ -5,7 +5,8 @@
   can touch a GPU carries the `gpu` marker, applied here at collection: a test parametrised with a "gpu..." value
   (a gpu-* backend, the `dev` / `device` fixtures' "gpu" case) or requesting one of GPU_FIXTURES (`gpus`,
   `two_gpus`). Tests get their CUDA devices from those fixtures, never by calling `need_gpus` themselves (the hook
-  could not see that). ``pytest -m "not gpu"`` runs the CPU half, ``pytest -m gpu`` the rest.
+  could not see that). ``pytest -m gpu`` runs every test written for a GPU backend; on a GPU machine some
+  unmarked tests also run on the default device (a GPU there), so there run the whole suite, not ``-m "not gpu"``.
 * Random inputs are fresh on every run and reproducible: the session draws a seed (or takes JAX_MLA_META_SEED),
   each test's `rng` is seeded from it and the test's id, and a failing test's report says how to rerun it.
 """
