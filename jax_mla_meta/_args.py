@@ -9,7 +9,9 @@ from typing import Any
 import jax
 import numpy as np
 
-INT32_MAX = 2**31 - 1
+from .costs import uniform_sparse_too_long
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def is_traced(x: Any) -> bool:
@@ -67,6 +69,53 @@ def int32_array(name: str, x: Any):
                 f"{name} has a symbolic dimension {k} ({d}): the batch size B and the leading dims must be static "
                 "(the output shapes depend on B). With jax.export, export one artifact per shape.")
     return x
+
+
+def check_extra_topk(extra_topk) -> int:
+    if extra_topk is None:
+        return 0
+    if is_traced(extra_topk):
+        as_int("extra_topk", extra_topk)   # raises the static-argument message
+    if not isinstance(extra_topk, (bool, np.bool_)) and np.ndim(extra_topk) == 0:
+        try:
+            v = int(extra_topk)
+        except (TypeError, ValueError):
+            v = None
+        if v is not None and v < 0:
+            raise ValueError(
+                f"extra_topk must be None or >= 0 (0 or None: no extra KV cache), got {v}. FlashMLA's sgl-kernel "
+                "shim passes -1 for 'no extra cache' and the native API passes 0; here pass None (or 0), and the "
+                "extra cache's size (extra_indices.shape[-1]) when there is one.")
+    return as_int("extra_topk", extra_topk, 0, INT32_MAX)
+
+
+def check_sparse_inputs(topk: int | None, extra_topk: int, has_topk_length: bool, has_extra_length: bool) -> None:
+    """The per-row and extra-cache inputs (already checked one by one) against ``topk`` (None: dense)."""
+    if topk is None and (has_topk_length or has_extra_length or extra_topk):
+        raise ValueError("topk_length, extra_topk and extra_topk_length describe sparse rows: pass topk as well")
+    if topk is not None and not has_topk_length and not has_extra_length and extra_topk:
+        if uniform_sparse_too_long(topk, extra_topk):
+            raise ValueError(f"topk ({topk}) rounded up to a multiple of 64, plus extra_topk ({extra_topk}), must "
+                             "stay below 2**31: no row can be that long")
+
+
+def concrete_int_values(name: str, x: Any, *, arrays_only: bool = False, shape: str = "") -> np.ndarray:
+    """``x`` as int64 NumPy values, every one inside int32, for the functions that run in NumPy (the reference,
+    the checker, to_2026): a TypeError/ValueError naming it if it is traced, not integer, or out of range.
+    ``arrays_only``: a NumPy or JAX array, not a list; ``shape`` describes the expected shape in messages."""
+    if is_traced(x):
+        raise TypeError(f"{name} must be a concrete array: this runs in NumPy, outside jax.jit (got a traced "
+                        f"{type(x).__name__})")
+    if arrays_only and not (hasattr(x, "dtype") and hasattr(x, "shape")):
+        raise TypeError(f"{name} must be an integer NumPy or JAX array {shape}, got {type(x).__name__}; convert it "
+                        f"with np.asarray({name}, dtype=np.int32)")
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array{' ' + shape if shape else ''}, got dtype {a.dtype.name}")
+    if a.size and (int(a.min()) < INT32_MIN or int(a.max()) > INT32_MAX):
+        raise ValueError(f"{name} values must fit in int32 ({INT32_MIN}..{INT32_MAX}), found "
+                         f"{int(a.min()) if int(a.min()) < INT32_MIN else int(a.max())}")
+    return a.astype(np.int64)
 
 
 def device_of(device: Any):

@@ -117,11 +117,12 @@ PATH_PARTS = int(_cpu.path_parts)                          # the warp, row and m
 CHUNK_ROWS = int(_cpu.chunk_rows)
 
 
-def _rows_parts(B, num_sm_parts) -> tuple[int, int]:
+def check_rows_parts(B, num_sm_parts) -> tuple[int, int]:
+    """B and P as ints, or a TypeError/ValueError naming them: the one check of a batch's size, for every caller."""
     B = as_int("B", B, 0)
     P = as_int("num_sm_parts", num_sm_parts, 1, MAX_PARTS)
     if B + P + 1 > MAX_ROWS:
-        raise ValueError(f"B ({B}) + num_sm_parts ({P}) must stay below 2**31 - 1")
+        raise ValueError(f"batch too large: B ({B}) + num_sm_parts ({P}) must stay below 2**31 - 1")
     return B, P
 
 
@@ -135,7 +136,7 @@ def _cluster(name: str, K) -> int:
 def smem_bytes(B: int, num_sm_parts: int, cluster_size: int = 1) -> int:
     """Dynamic shared memory per CTA that the "smem" kernel needs for one batch of ``B`` rows and ``num_sm_parts``
     parts, when the batch is spread over a cluster of ``cluster_size`` CTAs (a power of two up to 16)."""
-    B, P = _rows_parts(B, num_sm_parts)
+    B, P = check_rows_parts(B, num_sm_parts)
     return int(_cpu.smem_bytes(B, P, _cluster("cluster_size", cluster_size)))
 
 
@@ -148,7 +149,7 @@ def smem_supported(block_size_n: int, fixed_overhead_num_blocks: int) -> bool:
 
 def workspace_bytes(B: int, num_sm_parts: int) -> int:
     """Bytes of scratch per batch (a hidden extra output of the custom call)."""
-    B, P = _rows_parts(B, num_sm_parts)
+    B, P = check_rows_parts(B, num_sm_parts)
     return int(_cpu.workspace_bytes(B, P))
 
 
@@ -157,7 +158,7 @@ def plan_launch(B: int, num_sm_parts: int, block_size_n: int, fixed_overhead_num
     """The CUDA handler's launch decision (``ffi/core/launch_plan.h``) on a device with ``optin`` bytes of opt-in
     shared memory per block and clusters of up to ``kmax`` CTAs. ``rows``: lengths per row (dense, or sparse with
     per-row inputs). ``kernel``: 0 auto, 1 smem, 2 low_smem."""
-    B, P = _rows_parts(B, num_sm_parts)
+    B, P = check_rows_parts(B, num_sm_parts)
     bs = as_int("block_size_n", block_size_n, 1, 2**31 - 1)
     F = as_int("fixed_overhead_num_blocks", fixed_overhead_num_blocks, 0, MAX_OVERHEAD)
     return dict(_cpu.plan_launch(B, P, bs, F, as_bool("rows", rows), as_int("kernel", kernel, 0, 2),

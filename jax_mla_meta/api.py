@@ -9,32 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _ffi
-from ._args import INT32_MAX, as_int, choice, device_of, int32_array, is_traced
+from ._args import INT32_MAX, as_int, check_extra_topk, check_sparse_inputs, choice, device_of, int32_array
 from ._primitive import KERNELS, LAYOUT_CODES, ROW_EXTRA_LENGTH, ROW_TOPK_LENGTH, schedule_p
-from .costs import uniform_sparse_too_long
 from .host_rules import Scheduler, rule_for_device
 from .layouts import Layout, check_layout
 from .plan import Kernel, plan
 
 __all__ = ["get_mla_metadata", "schedule"]
-
-
-def _check_extra_topk(extra_topk) -> int:
-    if extra_topk is None:
-        return 0
-    if is_traced(extra_topk):
-        as_int("extra_topk", extra_topk)   # raises the static-argument message
-    if not isinstance(extra_topk, (bool, np.bool_)) and np.ndim(extra_topk) == 0:
-        try:
-            v = int(extra_topk)
-        except (TypeError, ValueError):
-            v = None
-        if v is not None and v < 0:
-            raise ValueError(
-                f"extra_topk must be None or >= 0 (0 or None: no extra KV cache), got {v}. FlashMLA's sgl-kernel "
-                "shim passes -1 for 'no extra cache' and the native API passes 0; here pass None (or 0), and the "
-                "extra cache's size (extra_indices.shape[-1]) when there is one.")
-    return as_int("extra_topk", extra_topk, 0, INT32_MAX)
 
 
 def _row_input(name: str, x, shape) -> Any:
@@ -69,24 +50,16 @@ def _bind(seqlens, *, num_sm_parts, block_size_n=64, fixed_overhead_num_blocks=5
     seqlens = int32_array("seqlens", seqlens)
     *batch, B = seqlens.shape
     batch = tuple(int(d) for d in batch)
-    B = int(B)
-    P = as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
+    B, P = _ffi.check_rows_parts(B, num_sm_parts)
     bs = as_int("block_size_n", block_size_n, 1, INT32_MAX)
     F = as_int("fixed_overhead_num_blocks", fixed_overhead_num_blocks, 0, _ffi.MAX_OVERHEAD)
     tk = -1 if topk is None else as_int("topk", topk, 0, INT32_MAX)
     choice("kernel", kernel, tuple(KERNELS))
     layout = check_layout(layout)
-    if B + P + 1 > _ffi.MAX_ROWS:
-        raise ValueError(f"batch too large: B ({B}) + num_sm_parts ({P}) must stay below 2**31 - 1")
-    et = _check_extra_topk(extra_topk)
+    et = check_extra_topk(extra_topk)
     tl = _row_input("topk_length", topk_length, seqlens.shape)
     etl = _row_input("extra_topk_length", extra_topk_length, seqlens.shape)
-    if topk is None and (tl is not None or etl is not None or et):
-        raise ValueError("topk_length, extra_topk and extra_topk_length describe sparse rows: pass topk as well")
-    if topk is not None and tl is None and etl is None and et:
-        if uniform_sparse_too_long(tk, et):
-            raise ValueError(f"topk ({tk}) rounded up to a multiple of 64, plus extra_topk ({et}), must stay below "
-                             "2**31: no row can be that long")
+    check_sparse_inputs(None if topk is None else tk, et, tl is not None, etl is not None)
     if kernel == "smem":
         p = plan(B, P, kernel="smem", device=device, block_size_n=bs, fixed_overhead_num_blocks=F, topk=topk,
                  per_row=tl is not None or etl is not None)

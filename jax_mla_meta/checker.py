@@ -32,15 +32,12 @@ import dataclasses
 import numpy as np
 
 from . import _ffi
-from ._args import INT32_MAX, as_int, int32_array, is_traced
-from .api import _check_extra_topk
-from .costs import num_blocks, row_lengths, uniform_sparse_too_long
+from ._args import (INT32_MAX, INT32_MIN, as_int, check_extra_topk, check_sparse_inputs, concrete_int_values,
+                    int32_array, is_traced)
+from .costs import num_blocks, row_lengths
 from .layouts import COLUMNS, Layout, check_layout
 
 __all__ = ["ScheduleError", "ScheduleStats", "check_schedule"]
-
-INT32_MIN = -(2**31)
-
 
 class ScheduleError(AssertionError):
     """The metadata would make FlashMLA's decode or combine kernel compute a wrong result, or it breaks the
@@ -87,20 +84,12 @@ def _row_array(name: str, x, B: int, int32_only: bool) -> np.ndarray | None:
     values fit in int32."""
     if x is None:
         return None
-    if is_traced(x):
-        raise TypeError(f"{name} must be a concrete array: this runs in NumPy, outside jax.jit (got a traced "
-                        f"{type(x).__name__})")
-    if int32_only:
+    if int32_only and not is_traced(x):
         int32_array(name, x)
-    a = np.asarray(x)
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array, got dtype {a.dtype}")
+    a = concrete_int_values(name, x)
     if a.shape != (B,):
         raise ValueError(f"{name} must have the shape of seqlens {(B,)}, got {a.shape}")
-    if a.size and (int(a.min()) < INT32_MIN or int(a.max()) > INT32_MAX):
-        raise ValueError(f"{name} values must fit in int32 ({INT32_MIN}..{INT32_MAX}); got "
-                         f"{int(a.min()) if int(a.min()) < INT32_MIN else int(a.max())}")
-    return a.astype(np.int64)
+    return a
 
 
 def workload_args(B: int, *, block_size_n, fixed_overhead_num_blocks, topk, num_valid, layout, topk_length,
@@ -113,14 +102,10 @@ def workload_args(B: int, *, block_size_n, fixed_overhead_num_blocks, topk, num_
     tk = None if topk is None else as_int("topk", topk, 0, INT32_MAX)
     nv = None if num_valid is None else as_int("num_valid", num_valid, INT32_MIN, INT32_MAX)
     layout = check_layout(layout)
-    et = _check_extra_topk(extra_topk)
+    et = check_extra_topk(extra_topk)
     tl = _row_array("topk_length", topk_length, B, int32_only)
     etl = _row_array("extra_topk_length", extra_topk_length, B, int32_only)
-    if tk is None and (tl is not None or etl is not None or et):
-        raise ValueError("topk_length, extra_topk and extra_topk_length describe sparse rows: pass topk as well")
-    if tk is not None and tl is None and etl is None and et and uniform_sparse_too_long(tk, et):
-        raise ValueError(f"topk ({tk}) rounded up to a multiple of 64, plus extra_topk ({et}), must stay below "
-                         "2**31: no row can be that long")
+    check_sparse_inputs(tk, et, tl is not None, etl is not None)
     n = B if nv is None else min(max(nv, 0), B)
     return dict(block_size_n=bs, fixed_overhead_num_blocks=F, topk=tk, num_valid=n,
                 layout=layout, topk_length=tl, extra_topk=et, extra_topk_length=etl)

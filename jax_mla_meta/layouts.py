@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._args import as_int, is_traced
+from ._args import as_int, concrete_int_values
 
 __all__ = ["COLUMNS", "LAYOUTS", "Layout", "check_layout", "fields", "to_2026"]
 
@@ -48,20 +48,9 @@ def fields(meta, layout: Layout) -> dict[str, np.ndarray]:
 
 def _int_matrix(name: str, x, shape: str, ndim: int) -> np.ndarray:
     """``x`` as an int64 array of rank ``ndim`` whose values fit in int32, or a TypeError/ValueError naming it."""
-    if is_traced(x):
-        raise TypeError(f"{name} must be a concrete array: this runs in NumPy, outside jax.jit (got a traced "
-                        f"{type(x).__name__})")
-    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
-        raise TypeError(f"{name} must be an integer NumPy or JAX array {shape}, got {type(x).__name__}; convert it "
-                        f"with np.asarray({name}, dtype=np.int32)")
-    if np.dtype(x.dtype).kind not in "iu":
-        raise TypeError(f"{name} must be an integer array {shape}, got dtype {np.dtype(x.dtype).name}")
-    if len(x.shape) != ndim:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
-    a = np.asarray(x).astype(np.int64)
-    if a.size and (int(a.min()) < -(2**31) or int(a.max()) > 2**31 - 1):
-        raise ValueError(f"{name} values must fit in int32, found "
-                         f"{int(a.min()) if int(a.min()) < -(2**31) else int(a.max())}")
+    a = concrete_int_values(name, x, arrays_only=True, shape=shape)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
     return a
 
 

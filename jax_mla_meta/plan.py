@@ -129,16 +129,13 @@ def plan(B: int, num_sm_parts: int, *, kernel: Kernel = "auto", device=None, blo
     checked and reported; every path writes either layout in the same launch, so it does not change the
     decision. On a CPU device the sequential CPU handler runs; the CUDA figures then describe an H100
     (``assumed_h100``)."""
-    B = as_int("B", B, 0)
-    P = as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
+    B, P = _ffi.check_rows_parts(B, num_sm_parts)
     bs = as_int("block_size_n", block_size_n, 1, 2**31 - 1)
     F = as_int("fixed_overhead_num_blocks", fixed_overhead_num_blocks, 0, _ffi.MAX_OVERHEAD)
     if topk is not None:
         as_int("topk", topk, 0)
     choice("kernel", kernel, KERNELS)
     layout = check_layout(layout)
-    if B + P + 1 > _ffi.MAX_ROWS:
-        raise ValueError(f"B ({B}) + num_sm_parts ({P}) must stay below 2**31 - 1")
     rows = topk is None or bool(per_row)
     d = device_of(device)
     on_gpu = getattr(d, "platform", None) == "gpu"

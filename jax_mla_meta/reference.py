@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _ffi
-from ._args import as_int, int32_array, is_traced
+from ._args import int32_array, is_traced
 from .checker import ScheduleError, check_schedule, workload_args
 from .costs import num_blocks, row_lengths
 from .layouts import Layout
@@ -48,9 +48,7 @@ def schedule(
     if seqlens.ndim != 1:
         raise ValueError(f"reference.schedule takes one batch: seqlens must be 1-D [B], got shape {seqlens.shape}")
     B = int(seqlens.shape[0])
-    P = as_int("num_sm_parts", num_sm_parts, 1, _ffi.MAX_PARTS)
-    if B + P + 1 > _ffi.MAX_ROWS:
-        raise ValueError(f"batch too large: B ({B}) + num_sm_parts ({P}) must stay below 2**31 - 1")
+    B, P = _ffi.check_rows_parts(B, num_sm_parts)
     args = workload_args(B, block_size_n=block_size_n, fixed_overhead_num_blocks=fixed_overhead_num_blocks,
                          topk=topk, num_valid=num_valid, layout=layout, topk_length=topk_length,
                          extra_topk=extra_topk, extra_topk_length=extra_topk_length, int32_only=True)
