@@ -36,7 +36,7 @@ def cases():
     out = []
     for w in workloads.spec_workloads():
         out.append((w.label, w.seqlens(seed=0), w.num_sm_parts, w.topk, {}))
-    for B in (1, 512, 1024, 1792, 4096, 11622, 20000, 65536, 1 << 20):
+    for B in (1, 512, 513, 1024, 1792, 4096, 11622, 20000, 65536, 1 << 20):
         lens = workloads.lengths("lognormal", B, seed=B)
         out.append((f"sweep dense B={B}", lens, 132, None, {}))
         out.append((f"sweep sparse B={B}", lens, 66, workloads.TOPK, {}))
@@ -90,16 +90,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tag", required=True, help="name of this build in the output")
     ap.add_argument("--out", required=True, help="JSON file the rows are appended to")
-    ap.add_argument("--only", default="", help="comma-separated label fragments (default: every case)")
+    ap.add_argument("--only", default="", help="comma-separated label fragments, '$' at the end for the label's end (default: every case)")
     ap.add_argument("--kernels", default="auto,smem,low_smem")
     args = ap.parse_args(argv)
     if jax.devices()[0].platform != "gpu":
         print("ab.py times CUDA kernels: run it where the default JAX device is a GPU", file=sys.stderr)
         return 2
     only = [o for o in args.only.split(",") if o]
+    picked = lambda label: not only or any(label.endswith(o[:-1]) if o.endswith("$") else o in label for o in only)
     rows = json.load(open(args.out)) if os.path.exists(args.out) else []
     for label, lens, P, topk, extra in cases():
-        if only and not any(o in label for o in only):
+        if not picked(label):
             continue
         if extra and not NEW_API:
             continue
