@@ -215,7 +215,8 @@ def cases(max_B: int | None = None, layouts=("2025", "2026"), per_row: bool = Tr
 
 
 def run_gpu(device, max_B=None, progress=None, only=(), layouts=("2025", "2026"), kernels=("auto", "smem", "low_smem"),
-            step: bool = True) -> list[dict]:
+            step: bool = True, on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Time each case with each kernel; ``on_row(rows)`` after each measured row (main saves a partial result)."""
     rows = []
     for kind, label, lens, P, kw in cases(max_B, layouts):
         if only and not any(o in label for o in only):
@@ -238,6 +239,8 @@ def run_gpu(device, max_B=None, progress=None, only=(), layouts=("2025", "2026")
                              path=pl.path, cluster=pl.cluster_size, device_us=med, p10_us=p10, p90_us=p90,
                              step_us=step_time_us(lens, P, kw, kernel, device) if step else None,
                              e2e_us=end_to_end_us(lens, P, kw, kernel, device), original_us=orig))
+            if on_row:
+                on_row(rows)
     return rows
 
 
@@ -340,14 +343,20 @@ def main(argv=None, progress: Callable[[str], None] | None = None) -> int:
     result = dict(card=card, platform=dev.platform, jax=jax.__version__,
                   jaxlib=getattr(jax.lib, "__version__", None) or jax.__version__, date=time.strftime("%Y-%m-%d"),
                   python=sys.version.split()[0], xla_flags=os.environ.get("XLA_FLAGS", ""))
+    path = os.path.join(args.out, "results.json")
+
+    def save_partial(rows: list[dict]) -> None:   # a run cut short keeps what it measured
+        with open(path, "w") as f:
+            json.dump({**result, "partial": True, "gpu": rows}, f, indent=1)
+
     if dev.platform == "gpu":
         result["gpu"] = run_gpu(dev, args.max_b, progress, only, layouts, tuple(args.kernels.split(",")),
-                                step=not args.no_step)
+                                step=not args.no_step, on_row=save_partial)
         if args.no_graph_step:
             result["step_no_graphs"] = no_graph_steps(args)
     if not args.no_cpu:
         result["cpu"] = run_cpu(args.max_b, progress)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"\njax_mla_meta benchmark on {card} ({dev.platform}), jax {result['jax']}, {result['date']}")
     if "cpu" in result:
