@@ -7,8 +7,8 @@ serving (``--xla_gpu_graph_min_graph_size=1 --xla_gpu_enable_command_buffer=+WHI
 ``fori_loop`` and a ``scan`` whose bodies call the op on lengths that change every iteration, and a loop over a
 wide 1M-row batch (three launches: chunk sums, a cluster, and num_splits as programmatic dependent launches). The
 test fails unless the op's custom call sits inside a command buffer in every one, and every result equals the
-reference, replayed with new inputs. The same child with command buffers switched off must find no capture (so
-the check can fail); the parser is also checked on hand-written dumps, on the CPU. The child's inputs are seeded
+reference, replayed with new inputs (the same programs and checks also run on the CPU backend). The same child
+with command buffers switched off must find no capture (so the check can fail); the parser is also checked on hand-written dumps, on the CPU. The child's inputs are seeded
 from the test's `rng` (the suite's JAX_MLA_META_SEED), and every failure message names that seed.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 
 from test_transforms import run_child, with_xla_flags
 
@@ -73,9 +74,9 @@ CHILD = """
     from jax import lax
     import jax_mla_meta as mm
     from lengths import between
-    gpu = [d for d in jax.devices() if d.platform == "gpu"]
-    assert gpu, f"no GPU in the child: {jax.devices()}"
-    dev = gpu[0]
+    devs = [d for d in jax.devices() if d.platform == PLATFORM]
+    assert devs, f"no {PLATFORM} device in the child: {jax.devices()}"
+    dev = devs[0]
     rng = np.random.default_rng(SEED)
     report = {}
 
@@ -141,10 +142,24 @@ CHILD = """
 """
 
 
+def child_code(seed: int, platform: str = "gpu") -> str:
+    return f"SEED = {seed}\nPLATFORM = {platform!r}\n" + textwrap.dedent(CHILD)
+
+
+def test_child_programs_are_right_on_cpu(tmp_path, rng):
+    """The child's programs and checks on the CPU backend, so their logic is tested where no GPU is (a stray
+    indent in the child once failed only on a GPU)."""
+    proc = run_child(child_code(rng.seed, "cpu"), {"JAX_PLATFORMS": "cpu"}, tmp_path, what=f"seed {rng.seed}")
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("REPORT ")]
+    assert lines, f"seed {rng.seed}: the child printed no REPORT line\n{proc.stdout[-3000:]}"
+    report = json.loads(lines[-1][len("REPORT "):])
+    assert len(report) == 3 * len(PROGRAMS) and all(report.values()), f"seed {rng.seed}: {report}"
+
+
 def _run(tmp_path, flags: str, seed: int) -> tuple[dict, dict]:
     """The child's report and thunk dumps, its inputs drawn from ``seed`` (the test's rng seed)."""
     dump = tmp_path / "dump"
-    code = f"SEED = {seed}\n" + CHILD
+    code = child_code(seed)
     proc = run_child(code, {"XLA_FLAGS": with_xla_flags(f"{flags} --xla_dump_to={dump}")}, tmp_path,
                      what=f"seed {seed}")
     lines = [l for l in proc.stdout.splitlines() if l.startswith("REPORT ")]
