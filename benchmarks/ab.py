@@ -40,6 +40,9 @@ def cases():
         lens = workloads.lengths("lognormal", B, seed=B)
         out.append((f"sweep dense B={B}", lens, 132, None, {}))
         out.append((f"sweep sparse B={B}", lens, 66, workloads.TOPK, {}))
+        if B in (513, 1024, 1792):   # where the row path and the mid path meet, per-row sparse lengths too
+            tl = np.random.default_rng(B).integers(0, workloads.TOPK + 1, B).astype(np.int32)
+            out.append((f"sweep sparse rows B={B}", lens, 66, workloads.TOPK, dict(topk_length=tl)))
     for w in workloads.spec_workloads():   # per-row sparse lengths, uniform in [0, topk]
         if w.topk is not None:
             tl = np.random.default_rng(w.B).integers(0, w.topk + 1, w.B).astype(np.int32)
