@@ -40,9 +40,11 @@ def cases():
         lens = workloads.lengths("lognormal", B, seed=B)
         out.append((f"sweep dense B={B}", lens, 132, None, {}))
         out.append((f"sweep sparse B={B}", lens, 66, workloads.TOPK, {}))
-        if B in (513, 1024, 1792):   # where the row path and the mid path meet, per-row sparse lengths too
-            tl = np.random.default_rng(B).integers(0, workloads.TOPK + 1, B).astype(np.int32)
+        if B in (513, 1024, 1792):   # the row path's old sizes: per-row sparse lengths, and short rows (Q <= 138:
+            rng = np.random.default_rng(B)   # the mid path declines those to the general path)
+            tl = rng.integers(0, workloads.TOPK + 1, B).astype(np.int32)
             out.append((f"sweep sparse rows B={B}", lens, 66, workloads.TOPK, dict(topk_length=tl)))
+            out.append((f"sweep short B={B}", rng.integers(0, 400, B).astype(np.int32), 132, None, {}))
     for w in workloads.spec_workloads():   # per-row sparse lengths, uniform in [0, topk]
         if w.topk is not None:
             tl = np.random.default_rng(w.B).integers(0, w.topk + 1, w.B).astype(np.int32)
