@@ -40,8 +40,8 @@ def cases():
         lens = workloads.lengths("lognormal", B, seed=B)
         out.append((f"sweep dense B={B}", lens, 132, None, {}))
         out.append((f"sweep sparse B={B}", lens, 66, workloads.TOPK, {}))
-        if B in (513, 1024, 1792):   # the row path's old sizes: per-row sparse lengths, and short rows (Q <= 138:
-            rng = np.random.default_rng(B)   # the mid path declines those to the general path)
+        if B in (513, 1024, 1792):   # the row path's sizes: per-row sparse lengths, and short rows (Q <= 138: the
+            rng = np.random.default_rng(B)   # mid path would decline those to the general path)
             tl = rng.integers(0, workloads.TOPK + 1, B).astype(np.int32)
             out.append((f"sweep sparse rows B={B}", lens, 66, workloads.TOPK, dict(topk_length=tl)))
             out.append((f"sweep short B={B}", rng.integers(0, 400, B).astype(np.int32), 132, None, {}))
