@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tag", required=True, help="name of this build in the output")
     ap.add_argument("--out", required=True, help="JSON file the rows are appended to")
-    ap.add_argument("--only", default="", help="comma-separated label fragments, '$' at the end for the label's end (default: every case)")
+    ap.add_argument("--only", default="", help="comma-separated label fragments; one ending in '$' must end the "
+                    "label (default: every case)")
     ap.add_argument("--kernels", default="auto,smem,low_smem")
     args = ap.parse_args(argv)
     if jax.devices()[0].platform != "gpu":

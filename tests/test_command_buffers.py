@@ -8,8 +8,9 @@ serving (``--xla_gpu_graph_min_graph_size=1 --xla_gpu_enable_command_buffer=+WHI
 wide 1M-row batch (three launches: chunk sums, a cluster, and num_splits as programmatic dependent launches). The
 test fails unless the op's custom call sits inside a command buffer in every one, and every result equals the
 reference, replayed with new inputs (the same programs and checks also run on the CPU backend). The same child
-with command buffers switched off must find no capture (so the check can fail); the parser is also checked on hand-written dumps, on the CPU. The child's inputs are seeded
-from the test's `rng` (the suite's JAX_MLA_META_SEED), and every failure message names that seed.
+with command buffers switched off must find no capture (so the check can fail); the parser is also checked on
+hand-written dumps, on the CPU. The child's inputs are seeded from the test's `rng` (the suite's
+JAX_MLA_META_SEED), and every failure message names that seed.
 """
 
 from __future__ import annotations

@@ -236,16 +236,15 @@ def check_multi_device(devices, spelling: str, B: int = 45, P: int = 9, seed: in
                             f"jit {what} row {row} on {shard_m.device}")
 
 
-def child_script(code: str) -> str:
-    """The text of run_child's script: ``code`` (dedented) after lines that make the tests' helpers importable."""
-    return f"import sys\nsys.path.insert(0, {TESTS_DIR!r})\nimport test_transforms as t\n" + textwrap.dedent(code)
-
-
 def run_child(code: str, env_update: dict, tmp_path, what: str = "") -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (so XLA_FLAGS apply from backend start) with this module (and the tests'
     helpers) importable; ``what`` (such as the seed of the child's inputs) opens the failure message."""
     script = tmp_path / "child.py"
-    script.write_text(child_script(code))
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {TESTS_DIR!r})\n"
+        "import test_transforms as t\n" + textwrap.dedent(code)
+    )
     env = dict(os.environ)
     env.update(env_update)
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO_DIR, env=env, capture_output=True,
