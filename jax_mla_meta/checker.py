@@ -39,6 +39,7 @@ from .layouts import COLUMNS, Layout, check_layout
 
 __all__ = ["ScheduleError", "ScheduleStats", "check_schedule"]
 
+
 class ScheduleError(AssertionError):
     """The metadata would make FlashMLA's decode or combine kernel compute a wrong result, or it breaks the
     contract of ``docs/spec.md``. The message names the part, the row and the field, with expected vs got."""
@@ -109,6 +110,12 @@ def workload_args(B: int, *, block_size_n, fixed_overhead_num_blocks, topk, num_
     n = B if nv is None else min(max(nv, 0), B)
     return dict(block_size_n=bs, fixed_overhead_num_blocks=F, topk=tk, num_valid=n,
                 layout=layout, topk_length=tl, extra_topk=et, extra_topk_length=etl)
+
+
+def valid_row_lengths(seqlens, args: dict) -> np.ndarray:
+    """The lengths that cost the first ``num_valid`` rows, for arguments checked by :func:`workload_args`."""
+    return row_lengths(seqlens, args["topk"], topk_length=args["topk_length"], extra_topk=args["extra_topk"],
+                       extra_topk_length=args["extra_topk_length"], layout=args["layout"])[:args["num_valid"]]
 
 
 def _int_array(name: str, x) -> np.ndarray:
@@ -206,8 +213,7 @@ def check_schedule(
             f"num_splits[{n}] = {int(splits[n])}; got {int(splits[i])}")
 
     # --- blocks of every valid row and the payload --------------------------------------------------------
-    lens = row_lengths(lens_all, args["topk"], topk_length=args["topk_length"], extra_topk=args["extra_topk"],
-                       extra_topk_length=args["extra_topk_length"], layout=layout)[:n]
+    lens = valid_row_lengths(lens_all, args)
     nblk = num_blocks(lens, bs)
     G = np.zeros(n + 1, dtype=np.int64)          # G[r]: first global block of row r; G[n]: all blocks
     np.cumsum(nblk, out=G[1:])

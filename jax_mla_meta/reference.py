@@ -12,8 +12,8 @@ import numpy as np
 
 from . import _ffi
 from ._args import int32_array, is_traced
-from .checker import ScheduleError, check_schedule, workload_args
-from .costs import num_blocks, row_lengths
+from .checker import ScheduleError, check_schedule, valid_row_lengths, workload_args
+from .costs import num_blocks
 from .layouts import Layout
 
 __all__ = ["ScheduleError", "check_schedule", "num_blocks", "schedule"]
@@ -54,10 +54,9 @@ def schedule(
                          extra_topk=extra_topk, extra_topk_length=extra_topk_length, int32_only=True)
     block_size, F, n, layout = (args[k] for k in ("block_size_n", "fixed_overhead_num_blocks", "num_valid",
                                                   "layout"))
-    rows = {k: args[k] for k in ("topk_length", "extra_topk", "extra_topk_length")}
 
     # The cost of each valid row (section 3).
-    lens = [int(x) for x in row_lengths(seqlens, args["topk"], layout=layout, **rows)[:n]]
+    lens = [int(x) for x in valid_row_lengths(seqlens, args)]
     nblk = [int(v) for v in num_blocks(np.asarray(lens, dtype=np.int64), block_size)] if n else []
 
     # The walk of section 4: where each part begins and ends.
