@@ -215,8 +215,10 @@ def cases(max_B: int | None = None, layouts=("2025", "2026"), per_row: bool = Tr
 
 
 def run_gpu(device, max_B=None, progress=None, only=(), layouts=("2025", "2026"), kernels=("auto", "smem", "low_smem"),
-            step: bool = True, on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
-    """Time each case with each kernel; ``on_row(rows)`` after each measured row (main saves a partial result)."""
+            step: bool = True, on_row: Callable[[list[dict]], None] | None = None,
+            step_only: bool = False) -> list[dict]:
+    """Time each case with each kernel; ``on_row(rows)`` after each measured row (main saves a partial result).
+    ``step_only``: the step column alone (the no-graph child), the other columns None."""
     rows = []
     for kind, label, lens, P, kw in cases(max_B, layouts):
         if only and not any(o in label for o in only):
@@ -229,7 +231,7 @@ def run_gpu(device, max_B=None, progress=None, only=(), layouts=("2025", "2026")
                 continue
             if progress:
                 progress(f"{label} {kernel}")
-            med, p10, p90 = device_time_us(lens, P, kw, kernel, device, pl.kernel)
+            med, p10, p90 = (None,) * 3 if step_only else device_time_us(lens, P, kw, kernel, device, pl.kernel)
             orig = None
             if kind == "sweep" and B in ORIGINAL_US:
                 o = ORIGINAL_US[B]
@@ -238,7 +240,8 @@ def run_gpu(device, max_B=None, progress=None, only=(), layouts=("2025", "2026")
                              layout=kw.get("layout", "2025"), per_row=per_row, kernel=kernel, ran=pl.kernel,
                              path=pl.path, cluster=pl.cluster_size, device_us=med, p10_us=p10, p90_us=p90,
                              step_us=step_time_us(lens, P, kw, kernel, device) if step else None,
-                             e2e_us=end_to_end_us(lens, P, kw, kernel, device), original_us=orig))
+                             e2e_us=None if step_only else end_to_end_us(lens, P, kw, kernel, device),
+                             original_us=orig))
             if on_row:
                 on_row(rows)
     return rows
@@ -337,7 +340,7 @@ def main(argv=None, progress: Callable[[str], None] | None = None) -> int:
     only = [o for o in args.only.split(",") if o]
     layouts = tuple(args.layouts.split(","))
     if child:   # the no-graph step column only
-        rows = run_gpu(dev, args.max_b, progress, only, layouts, ("auto",), step=True)
+        rows = run_gpu(dev, args.max_b, progress, only, layouts, ("auto",), step=True, step_only=True)
         json.dump({r["label"]: r["step_us"] for r in rows}, open(child, "w"))
         return 0
     result = dict(card=card, platform=dev.platform, jax=jax.__version__,
